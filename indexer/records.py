@@ -1,0 +1,89 @@
+"""Typed records that cross stages: what the experts saw, how it was put into words, what was stored.
+
+Boxes are ``[x0, y0, x1, y1]`` normalised to 0..1 by image width and height, as in MoAI.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+Box = tuple[float, float, float, float]
+
+
+class Detection(BaseModel):
+    label: str
+    score: float
+    box: Box
+
+
+class Tag(BaseModel):
+    """A whole-image label from the ImageNet tagger (first synonym of the class name)."""
+
+    label: str
+    score: float
+
+
+class TextLine(BaseModel):
+    """One line read by OCR."""
+
+    text: str
+    score: float
+    box: Box
+
+
+class ColorShare(BaseModel):
+    name: str
+    fraction: float
+
+
+class Relation(BaseModel):
+    """A scene-graph triple; names carry MoAI's " (#n)" suffix when a label repeats."""
+
+    subject: str
+    predicate: str
+    object: str
+
+
+class Perception(BaseModel):
+    """Everything the perception experts found in one image."""
+
+    width: int
+    height: int
+    segments: list[Detection] = Field(default_factory=list)  # panoptic segments, from a checkpoint expert
+    detections: list[Detection] = Field(default_factory=list)
+    tags: list[Tag] = Field(default_factory=list)
+    text: list[TextLine] = Field(default_factory=list)
+    text_present: bool = False
+    colors: list[ColorShare] = Field(default_factory=list)
+    relations: list[Relation] = Field(default_factory=list)
+
+
+class Verbalization(BaseModel):
+    """The perception put into words: MoAI's exact auxiliary prompt, and a phrasing for sentence embedders."""
+
+    moai: str
+    retrieval: str
+    text: str = ""  # the OCR text alone, embedded as its own block
+
+
+class ItemRecord(BaseModel):
+    """One indexed image as the store keeps it."""
+
+    item_id: int
+    paths: list[str]
+    content_hash: str
+    perception: Perception
+    verbalization: Verbalization
+    expert_versions: dict[str, str]
+
+
+class SearchHit(BaseModel):
+    """One search result: where the image is, how well it matched, and why."""
+
+    rank: int
+    item_id: int
+    path: str
+    score: float
+    contributions: dict[str, float]
+    evidence: list[str]
+    other_paths: list[str] = Field(default_factory=list)

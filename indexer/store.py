@@ -1,0 +1,372 @@
+"""The index directory: a SQLite store (the source of truth) and a FAISS index (a persisted cache).
+
+Layout of ``INDEX_DIR``::
+
+    moair.sqlite    items (one per distinct content: perception, verbalizations, vector),
+                    files (path -> item, size, mtime), skipped (bad files and why), meta
+    vectors.faiss   IDMap2 inner-product index over item ids
+    lock            held by the one process allowed to write
+
+Crash safety. Every change is one SQLite transaction that also stores the item vectors, so a
+kill -9 leaves SQLite at the last committed batch. The FAISS file is written to a temporary file
+and renamed over the old one (atomic on POSIX). On open, the FAISS ids are compared with SQLite's
+and any difference (a batch committed after the last FAISS save, or a crash between the two) is
+repaired from the vectors in SQLite, so vectors and metadata never disagree.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import faiss
+import numpy as np
+from pydantic import BaseModel
+
+from indexer.errors import MoairError
+from indexer.mixture import Layout
+from indexer.records import ItemRecord, Perception, Verbalization
+
+SCHEMA_VERSION = 1
+DB_NAME = "moair.sqlite"
+FAISS_NAME = "vectors.faiss"
+LOCK_NAME = "lock"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY,
+    content_hash TEXT NOT NULL UNIQUE,
+    perception TEXT NOT NULL,
+    verbalization TEXT NOT NULL,
+    expert_versions TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    added_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    item_id INTEGER NOT NULL REFERENCES items(id),
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_by_item ON files(item_id);
+CREATE TABLE IF NOT EXISTS skipped (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+"""
+
+
+class IndexConfig(BaseModel):
+    """What an index was built with; a query must be encoded the same way."""
+
+    schema_version: int = SCHEMA_VERSION
+    text_embedder: str
+    backbone: str
+    experts: dict[str, str]  # name -> version
+    layout: Layout
+    created_at: float
+
+
+@dataclass
+class NewItem:
+    content_hash: str
+    perception: Perception
+    verbalization: Verbalization
+    vector: np.ndarray
+
+
+@dataclass
+class FileEntry:
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+
+
+@dataclass
+class FileState:
+    size: int
+    mtime_ns: int
+
+
+def is_index_dir(path: Path) -> bool:
+    return (path / DB_NAME).is_file()
+
+
+class Store:
+    """One open index directory. Writers hold an exclusive lock; readers do not need one."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection, config: IndexConfig, writable: bool) -> None:
+        self.path = path
+        self.config = config
+        self.writable = writable
+        self._db = db
+        self._lock_file = None
+        self._dirty = False
+        self._search_index = None
+        if writable:
+            self._take_lock()
+        self._index = self._load_faiss()
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: Path, config: IndexConfig) -> "Store":
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise MoairError(f"{path} exists and is not a directory; choose another --index path")
+        if path.is_dir() and any(path.iterdir()) and not is_index_dir(path):
+            raise MoairError(f"{path} is a non-empty directory that is not a moair index; choose another --index path")
+        path.mkdir(parents=True, exist_ok=True)
+        db = _connect(path / DB_NAME)
+        with db:
+            db.executescript(SCHEMA)
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('config', ?)", (config.model_dump_json(),))
+        return cls.open(path, writable=True)
+
+    @classmethod
+    def open(cls, path: Path, writable: bool = False) -> "Store":
+        path = Path(path)
+        if not path.exists():
+            raise MoairError(f"no index at {path}; build one with: moair index FOLDER --index {path}")
+        if not is_index_dir(path):
+            raise MoairError(f"{path} is not a moair index (no {DB_NAME} inside)")
+        try:
+            db = _connect(path / DB_NAME)
+            row = db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise MoairError(f"{path / DB_NAME} is not a readable moair database ({e})") from None
+        if row is None:
+            raise MoairError(f"{path} is not a moair index (its database has no configuration)")
+        config = IndexConfig.model_validate_json(row[0])
+        if config.schema_version != SCHEMA_VERSION:
+            raise MoairError(f"{path} uses index format {config.schema_version}; this moair reads format {SCHEMA_VERSION}")
+        return cls(path, db, config, writable)
+
+    def _take_lock(self) -> None:
+        self._lock_file = open(self.path / LOCK_NAME, "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise MoairError(f"another moair process is writing to {self.path}; wait for it to finish") from None
+
+    def close(self) -> None:
+        if self.writable and self._dirty:
+            self.save()
+        self._db.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- FAISS cache -----------------------------------------------------------------------------
+    def _empty_index(self) -> faiss.Index:
+        return faiss.index_factory(self.config.layout.dim, "IDMap2,Flat", faiss.METRIC_INNER_PRODUCT)
+
+    def _load_faiss(self) -> faiss.Index:
+        index = None
+        faiss_path = self.path / FAISS_NAME
+        if faiss_path.exists():
+            try:
+                index = faiss.read_index(str(faiss_path))
+                if index.d != self.config.layout.dim:
+                    index = None
+            except RuntimeError:
+                index = None  # unreadable cache: rebuilt from SQLite below
+        if index is None:
+            index = self._empty_index()
+        self._repair(index)
+        return index
+
+    def _repair(self, index: faiss.Index) -> None:
+        """Make the FAISS ids equal SQLite's item ids, adding or removing vectors as needed."""
+        in_faiss = set(faiss.vector_to_array(index.id_map).tolist()) if index.ntotal else set()
+        in_db = {row[0] for row in self._db.execute("SELECT id FROM items")}
+        extra = in_faiss - in_db
+        missing = sorted(in_db - in_faiss)
+        if extra:
+            index.remove_ids(np.array(sorted(extra), dtype=np.int64))
+        for start in range(0, len(missing), 4096):
+            ids = missing[start : start + 4096]
+            index.add_with_ids(self.vectors(ids), np.array(ids, dtype=np.int64))
+        if extra or missing:
+            self._dirty = True
+
+    def save(self) -> None:
+        """Write the FAISS index atomically (temporary file, fsync, rename)."""
+        target = self.path / FAISS_NAME
+        tmp = target.with_suffix(".faiss.tmp")
+        faiss.write_index(self._index, str(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        dir_fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        self._dirty = False
+
+    # -- reading ---------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def file_count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+
+    def files_under(self, root: Path) -> dict[str, FileState]:
+        """Indexed files at or below ``root`` (an absolute path)."""
+        prefix = str(root).rstrip("/") + "/"
+        rows = self._db.execute(
+            "SELECT path, size, mtime_ns FROM files WHERE path = ? OR substr(path, 1, ?) = ?",
+            (str(root), len(prefix), prefix),
+        )
+        return {path: FileState(size, mtime) for path, size, mtime in rows}
+
+    def file_state(self, path: str) -> FileState | None:
+        row = self._db.execute("SELECT size, mtime_ns FROM files WHERE path = ?", (path,)).fetchone()
+        return FileState(*row) if row else None
+
+    def content_hashes(self) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT content_hash FROM items")}
+
+    def skipped_state(self, path: str) -> tuple[FileState, str] | None:
+        row = self._db.execute("SELECT size, mtime_ns, reason FROM skipped WHERE path = ?", (path,)).fetchone()
+        return (FileState(row[0], row[1]), row[2]) if row else None
+
+    def item_id_for_hash(self, content_hash: str) -> int | None:
+        row = self._db.execute("SELECT id FROM items WHERE content_hash = ?", (content_hash,)).fetchone()
+        return row[0] if row else None
+
+    def item_id_for_path(self, path: str) -> int | None:
+        row = self._db.execute("SELECT item_id FROM files WHERE path = ?", (path,)).fetchone()
+        return row[0] if row else None
+
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        dim = self.config.layout.dim
+        if not ids:
+            return np.zeros((0, dim), np.float32)
+        marks = ",".join("?" * len(ids))
+        found = dict(self._db.execute(f"SELECT id, vector FROM items WHERE id IN ({marks})", list(ids)))
+        return np.stack([np.frombuffer(found[i], dtype=np.float32, count=dim) for i in ids])
+
+    def items(self, ids: Sequence[int]) -> list[ItemRecord]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = {
+            row[0]: row
+            for row in self._db.execute(
+                f"SELECT id, content_hash, perception, verbalization, expert_versions FROM items WHERE id IN ({marks})",
+                list(ids),
+            )
+        }
+        paths: dict[int, list[str]] = {}
+        for item_id, path in self._db.execute(
+            f"SELECT item_id, path FROM files WHERE item_id IN ({marks}) ORDER BY path", list(ids)
+        ):
+            paths.setdefault(item_id, []).append(path)
+        return [
+            ItemRecord(
+                item_id=i,
+                paths=paths.get(i, []),
+                content_hash=rows[i][1],
+                perception=Perception.model_validate_json(rows[i][2]),
+                verbalization=Verbalization.model_validate_json(rows[i][3]),
+                expert_versions=json.loads(rows[i][4]),
+            )
+            for i in ids
+            if i in rows
+        ]
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, item ids) per query row; ids are -1 past the end of a small index."""
+        k = max(1, min(k, len(self))) if len(self) else 1
+        if self._search_index is None:
+            self._search_index = _on_gpu_if_available(self._index)
+        return self._search_index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+    # -- writing ---------------------------------------------------------------------------------
+    def commit(
+        self,
+        new_items: Sequence[NewItem] = (),
+        files: Sequence[FileEntry] = (),
+        removed_paths: Iterable[str] = (),
+        skipped: Sequence[tuple[str, int, int, str]] = (),
+    ) -> None:
+        """Apply one batch of changes in a single transaction, then mirror it in FAISS."""
+        if not self.writable:
+            raise MoairError("this index was opened read-only")
+        now = time.time()
+        with self._db:
+            added_ids = []
+            for item in new_items:
+                cursor = self._db.execute(
+                    "INSERT INTO items (content_hash, perception, verbalization, expert_versions, vector, added_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        item.content_hash,
+                        item.perception.model_dump_json(),
+                        item.verbalization.model_dump_json(),
+                        json.dumps(self.config.experts),
+                        np.ascontiguousarray(item.vector, dtype=np.float32).tobytes(),
+                        now,
+                    ),
+                )
+                added_ids.append(cursor.lastrowid)
+            for entry in files:
+                item_id = self.item_id_for_hash(entry.content_hash)
+                self._db.execute(
+                    "INSERT OR REPLACE INTO files (path, item_id, size, mtime_ns) VALUES (?, ?, ?, ?)",
+                    (entry.path, item_id, entry.size, entry.mtime_ns),
+                )
+                self._db.execute("DELETE FROM skipped WHERE path = ?", (entry.path,))
+            for path in removed_paths:
+                self._db.execute("DELETE FROM files WHERE path = ?", (path,))
+                self._db.execute("DELETE FROM skipped WHERE path = ?", (path,))
+            self._db.executemany("INSERT OR REPLACE INTO skipped (path, size, mtime_ns, reason) VALUES (?, ?, ?, ?)", skipped)
+            orphans = [row[0] for row in self._db.execute("SELECT id FROM items WHERE id NOT IN (SELECT item_id FROM files)")]
+            if orphans:
+                self._db.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in orphans])
+        if added_ids:
+            self._index.add_with_ids(np.stack([i.vector for i in new_items]).astype(np.float32), np.array(added_ids, np.int64))
+        if orphans:
+            self._index.remove_ids(np.array(orphans, dtype=np.int64))
+        if added_ids or orphans:
+            self._dirty = True
+            self._search_index = None
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(str(path), check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    return db
+
+
+_gpu_resources = None  # kept for the life of the process: GPU indexes point into it
+
+
+def _on_gpu_if_available(index: faiss.Index) -> faiss.Index:
+    """A GPU copy of the index for searching when this faiss build sees a GPU, else the index itself."""
+    global _gpu_resources
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0 or index.ntotal == 0:
+        return index
+    if _gpu_resources is None:
+        _gpu_resources = faiss.StandardGpuResources()
+    return faiss.index_cpu_to_gpu(_gpu_resources, 0, index)

@@ -1,0 +1,123 @@
+"""Verbalization: perception results put into words.
+
+Two phrasings of the same facts:
+- ``moai_prompt``: MoAI's auxiliary prompt, word for word (box format, headers, ", and " joining,
+  the four parts segmentation / detection / scene graph / OCR joined by one space, an empty part
+  being the empty string), so a MoAI model can read our experts' output as it reads its own.
+- ``retrieval_text``: a short description for sentence embedders, where counts, relations, text
+  and colours are plain words ("a photo of two dogs and a bicycle; a dog is left of the bicycle").
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Sequence
+
+from indexer.records import Box, Perception, Relation, Verbalization
+
+MOAI_BOXES_HEADER = "The image includes bounding box coordinates and their objects: "
+MOAI_RELATIONS_HEADER = "The image includes relationships between objects: "
+MOAI_TEXT_HEADER = "The image includes text descriptions: "
+MOAI_JOIN = ", and "
+
+
+def moai_box(box: Box) -> str:
+    """``[0.00, 0.10, 0.50, 0.90]``: each coordinate rounded to two decimals."""
+    return "[" + ", ".join(f"{round(v, 2):.2f}" for v in box) + "]"
+
+
+def _moai_part(header: str, items: Sequence[str]) -> str:
+    return header + MOAI_JOIN.join(items) + "." if items else ""
+
+
+def moai_boxes_part(labelled_boxes: Sequence[tuple[str, Box]]) -> str:
+    """MoAI's segmentation/detection part: ``[x0, y0, x1, y1] label`` items."""
+    return _moai_part(MOAI_BOXES_HEADER, [f"{moai_box(box)} {label}" for label, box in labelled_boxes])
+
+
+def moai_relations_part(relations: Sequence[Relation]) -> str:
+    return _moai_part(MOAI_RELATIONS_HEADER, [f"{r.subject} is {r.predicate} {r.object}" for r in relations])
+
+
+def moai_text_part(lines: Sequence[str]) -> str:
+    return _moai_part(MOAI_TEXT_HEADER, list(lines))
+
+
+def strip_panoptic_suffix(label: str) -> str:
+    """COCO panoptic names drop ``-merged``, ``-other`` and ``-stuff`` in MoAI's prompts."""
+    return label.replace("-merged", "").replace("-other", "").replace("-stuff", "")
+
+
+def moai_prompt(perception: Perception) -> str:
+    """MoAI's auxiliary prompt: segmentation, detection, scene graph and OCR parts joined by one space."""
+    return " ".join(
+        [
+            moai_boxes_part([(strip_panoptic_suffix(s.label), s.box) for s in perception.segments]),
+            moai_boxes_part([(d.label, d.box) for d in perception.detections]),
+            moai_relations_part(perception.relations),
+            moai_text_part([line.text for line in perception.text]),
+        ]
+    )
+
+
+NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+IRREGULAR_PLURALS = {
+    "person": "people", "mouse": "mice", "knife": "knives", "sheep": "sheep", "skis": "skis",
+    "scissors": "scissors", "bus": "buses", "wine glass": "wine glasses", "couch": "couches",
+    "sandwich": "sandwiches", "toothbrush": "toothbrushes", "bench": "benches", "hair drier": "hair driers",
+}
+_NUMBER_SUFFIX = re.compile(r" \(#\d+\)$")
+
+
+def plural(noun: str) -> str:
+    return IRREGULAR_PLURALS.get(noun, noun + "es" if noun.endswith(("s", "x", "ch", "sh")) else noun + "s")
+
+
+def article(noun: str) -> str:
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
+def count_phrase(noun: str, count: int) -> str:
+    """``a dog``, ``two dogs``, ``12 people``."""
+    if count == 1:
+        return article(noun)
+    return f"{NUMBER_WORDS[count] if count < len(NUMBER_WORDS) else count} {plural(noun)}"
+
+
+def join_words(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def relation_phrase(relation: Relation) -> str:
+    subject = _NUMBER_SUFFIX.sub("", relation.subject)
+    obj = _NUMBER_SUFFIX.sub("", relation.object)
+    target = f"another {obj}" if obj == subject else f"the {obj}"
+    return f"{article(subject)} is {relation.predicate} {target}"
+
+
+def retrieval_text(perception: Perception) -> str:
+    """A description for sentence embedders: objects with counts, relations, text, colours, tags."""
+    clauses = []
+    counts = Counter(d.label for d in perception.detections)
+    if counts:
+        clauses.append("a photo of " + join_words([count_phrase(label, n) for label, n in counts.items()]))
+    else:
+        clauses.append("a photo")
+    clauses.extend(relation_phrase(r) for r in perception.relations[:4])
+    if perception.text:
+        clauses.append("the text reads " + join_words([f"'{line.text}'" for line in perception.text[:6]]))
+    if perception.colors:
+        clauses.append("mostly " + join_words([c.name for c in perception.colors]))
+    if perception.tags:
+        clauses.append("it may show " + join_words([article(t.label) for t in perception.tags]))
+    return "; ".join(clauses)
+
+
+def verbalize(perception: Perception) -> Verbalization:
+    return Verbalization(
+        moai=moai_prompt(perception),
+        retrieval=retrieval_text(perception),
+        text="; ".join(line.text for line in perception.text),
+    )

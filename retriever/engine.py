@@ -1,0 +1,145 @@
+"""The public API: open an index, add images, search by text, image or both.
+
+    from retriever import Engine
+    with Engine.open("pics.moair", create=True) as engine:
+        engine.add(["~/Pictures"])
+        for hit in engine.search("two dogs on a beach", k=5):
+            print(hit.score, hit.path, hit.evidence)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from indexer.encoders import DEFAULT_BACKBONE, DEFAULT_TEXT_EMBEDDER
+from indexer.errors import ImageError, MoairError
+from indexer.images import load_image
+from indexer.mixture import gate
+from indexer.pipeline import Analyzer, IndexReport, ProgressCallback, index_paths
+from indexer.records import ItemRecord, SearchHit
+from indexer.store import Store, is_index_dir
+from indexer.verbalize import verbalize
+from retriever.evidence import evidence
+
+MAX_K = 1000
+
+
+class Engine:
+    """An open moair index with the models that built it."""
+
+    def __init__(self, store: Store, analyzer: Analyzer) -> None:
+        self.store = store
+        self.analyzer = analyzer
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        create: bool = False,
+        text_embedder: str = DEFAULT_TEXT_EMBEDDER,
+        backbone: str = DEFAULT_BACKBONE,
+    ) -> "Engine":
+        """Open the index at ``path``; with ``create``, make a new one there if none exists.
+        ``text_embedder`` and ``backbone`` apply to a new index; an existing one keeps its own."""
+        path = Path(path).expanduser()
+        if is_index_dir(path):
+            store = Store.open(path, writable=create)
+            return cls(store, Analyzer.for_index(store.config))
+        if not create:
+            Store.open(path)  # raises the right message for a missing or foreign path
+        analyzer = Analyzer(text_embedder=text_embedder, backbone=backbone)
+        return cls(Store.create(path, analyzer.index_config()), analyzer)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def _writable(self) -> Store:
+        if not self.store.writable:
+            path = self.store.path
+            self.store.close()
+            self.store = Store.open(path, writable=True)
+        return self.store
+
+    def add(self, paths: Iterable[str | Path], progress: ProgressCallback | None = None, prune: bool = False) -> IndexReport:
+        """Index image files and folders (recursively). Unchanged files are skipped, known content is
+        not embedded again; with ``prune``, files deleted from the given folders leave the index."""
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        return index_paths(self._writable(), self.analyzer, paths, progress=progress, prune=prune)
+
+    def search(
+        self, text: str | None = None, image: str | Path | bytes | None = None, k: int = 10
+    ) -> list[SearchHit]:
+        """Top-``k`` images for a text query, an image query, or both (image + text)."""
+        if text is not None and not isinstance(text, str):
+            raise MoairError(f"query text must be a string, not {type(text).__name__}")
+        text = text.strip() if text else None
+        if not text and image is None:
+            raise MoairError("give a text query, an image query, or both")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise MoairError(f"k must be a whole number from 1 to {MAX_K}, got {k!r}")
+        if len(self.store) == 0:
+            return []
+
+        analysis = None
+        if image is not None:
+            try:
+                analysis = self.analyzer.analyze(load_image(image))
+            except ImageError as e:
+                raise MoairError(f"query image: {e}") from None
+        verbal = verbalize(analysis.perception) if analysis else None
+        decision = gate(text, has_image=analysis is not None, image_has_text=bool(verbal and verbal.text))
+        embed = self.analyzer.text_embedder.embed_queries
+        parts: dict[str, np.ndarray | None] = {
+            "caption": embed([text or verbal.retrieval])[0],
+            "text": embed([decision.text_for_ocr or (verbal.text if verbal else "")])[0]
+            if decision.weights["text"] > 0
+            else None,
+            "visual": self.analyzer.backbone.embed([analysis])[0] if analysis else None,
+        }
+        layout = self.store.config.layout
+        query = layout.compose(parts, decision.weights)
+        scores, ids = self.store.search(query[None], k)
+        found = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+        item_ids = [i for _, i in found]
+        contributions = layout.contributions(query, self.store.vectors(item_ids))
+        records = {r.item_id: r for r in self.store.items(item_ids)}
+        hits = []
+        for rank, ((score, item_id), parts_score) in enumerate(zip(found, contributions), start=1):
+            record = records[item_id]
+            hits.append(
+                SearchHit(
+                    rank=rank,
+                    item_id=item_id,
+                    path=record.paths[0] if record.paths else "",
+                    score=round(score, 4),
+                    contributions=parts_score,
+                    evidence=evidence(record, text, analysis.perception if analysis else None),
+                    other_paths=record.paths[1:],
+                )
+            )
+        return hits
+
+    def inspect(self, path_or_id: str | int) -> ItemRecord:
+        """The stored perception and verbalizations of one item, by file path or item id."""
+        item_id = None
+        if isinstance(path_or_id, int) or (isinstance(path_or_id, str) and path_or_id.isdigit()):
+            item_id = int(path_or_id)
+        else:
+            item_id = self.store.item_id_for_path(str(Path(path_or_id).expanduser().absolute()))
+        records = self.store.items([item_id]) if item_id is not None else []
+        if not records:
+            raise MoairError(f"{path_or_id} is not in the index")
+        return records[0]

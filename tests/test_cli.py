@@ -1,0 +1,54 @@
+"""The ``moair`` command as a user runs it: index, search (text, Korean, image), inspect, --json."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+MOAIR = str(Path(sys.executable).parent / "moair")
+
+
+def run(*args, check=True):
+    result = subprocess.run([MOAIR, *map(str, args)], capture_output=True, text=True, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_index_search_inspect_round_trip(tmp_path, photo_dir, photo):
+    folder = photo_dir("dog", "chelsea", "giraffe", "page")
+    index = tmp_path / "cli.moair"
+    report = json.loads(run("index", folder, "--index", index, "--json").stdout)
+    assert report["added"] == 4 and report["skipped"] == [] and report["items_in_index"] == 4
+
+    hits = json.loads(run("search", "a dog", "--index", index, "-k", "2", "--json").stdout)
+    assert len(hits) == 2 and hits[0]["path"].endswith("darknet-dog.jpg")
+    assert set(hits[0]["contributions"]) == {"caption", "text", "visual"}
+
+    korean = json.loads(run("search", "고양이", "--index", index, "--json").stdout)
+    assert korean[0]["path"].endswith("skimage-chelsea.png")
+
+    by_image = json.loads(run("search", "--image", photo("giraffe"), "--index", index, "--json").stdout)
+    assert by_image[0]["path"].endswith("darknet-giraffe.jpg")
+
+    table = run("search", "a giraffe", "--index", index).stdout
+    assert "giraffe" in table
+
+    detail = json.loads(run("inspect", folder / "skimage-page.png", "--index", index, "--json").stdout)
+    assert "The image includes text descriptions:" in detail["verbalization"]["moai"]
+    human = run("inspect", folder / "darknet-dog.jpg", "--index", index).stdout
+    assert "MoAI verbalization" in human and "dog" in human
+
+
+def test_help_explains_each_command():
+    for command in ("index", "search", "inspect", "demo"):
+        text = run(command, "--help").stdout
+        assert "--index" in text or command == "demo"
+        assert "--json" in text
+
+
+def test_missing_query_is_a_clear_error(tmp_path, photo_dir):
+    index = tmp_path / "cli.moair"
+    run("index", photo_dir("dog"), "--index", index, "-q")
+    result = run("search", "--index", index, check=False)
+    assert result.returncode == 2 and "give a text query" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,129 @@
+"""The perception experts on real photos: what they must see, and what they must not invent."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from indexer.experts import EXPERTS
+from indexer.experts.relations import spatial_predicate
+from indexer.images import load_image
+from indexer.pipeline import Analyzer
+
+
+@pytest.fixture(scope="session")
+def analyzer() -> Analyzer:
+    return Analyzer()
+
+
+@pytest.fixture(scope="session")
+def seen(analyzer, photo):
+    """Perception of a sample photo by short name, computed once."""
+    cache = {}
+
+    def run(name):
+        if name not in cache:
+            cache[name] = analyzer.analyze(load_image(photo(name))).perception
+        return cache[name]
+
+    return run
+
+
+def labels(perception):
+    return [d.label for d in perception.detections]
+
+
+def test_detector_finds_the_objects_in_known_photos(seen):
+    assert {"dog", "bicycle"} <= set(labels(seen("dog")))
+    assert labels(seen("giraffe")).count("giraffe") >= 1 and "zebra" in labels(seen("giraffe"))
+    assert labels(seen("horses")).count("horse") >= 2
+    assert {"person", "horse"} <= set(labels(seen("person")))
+    assert labels(seen("kite")).count("kite") >= 2 and "person" in labels(seen("kite"))
+    assert "bird" in labels(seen("eagle"))
+
+
+def test_detector_does_not_label_one_box_twice(seen):
+    boxes = [d.box for d in seen("dog").detections]
+    assert len(boxes) == len(set(boxes))
+    assert "cat" not in labels(seen("dog"))
+
+
+def test_boxes_are_normalised_and_ordered(seen):
+    for d in seen("dog").detections:
+        x0, y0, x1, y1 = d.box
+        assert 0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0
+    dog = next(d for d in seen("dog").detections if d.label == "dog")
+    assert dog.box[0] < 0.5 and dog.box[3] > 0.8  # the dog sits bottom-left in darknet's dog.jpg
+
+
+def test_tagger_names_the_cat_and_the_eagle(seen):
+    assert "cat" in seen("chelsea").tags[0].label.lower()
+    assert "eagle" in seen("eagle").tags[0].label.lower()
+
+
+def test_ocr_reads_the_printed_page(seen):
+    page = seen("page")
+    assert page.text_present
+    words = " ".join(t.text for t in page.text).lower()
+    assert "segmentation" in words and "markers" in words
+    assert all(t.score >= 0.85 for t in page.text)  # MoAI's confidence cut
+
+
+def test_ocr_confidence_cut_drops_unreadable_handwriting(photo):
+    """skimage's ``text`` is handwritten maths: PP-OCR finds regions but reads them badly
+    (e.g. "S=" at 0.6); MoAI's 0.85 cut must keep none of that junk."""
+    from indexer.experts.base import Analysis
+    from indexer.experts.ocr import PaddleOcr
+
+    analysis = Analysis.of(load_image(photo("text")))
+    PaddleOcr(min_confidence=0.0, gate=False).run(analysis)
+    assert analysis.perception.text_present and analysis.perception.text  # regions found, junk read
+    assert min(t.score for t in analysis.perception.text) < 0.85
+    PaddleOcr(gate=False).run(analysis)
+    assert analysis.perception.text == []
+
+
+def test_ocr_gate_skips_photos_without_text(seen):
+    for name in ("astronaut", "coffee", "rocket"):
+        assert not seen(name).text_present and seen(name).text == []
+
+
+def test_ocr_reads_a_sign_rendered_onto_a_photo(analyzer, photo, tmp_path):
+    image = Image.open(photo("coffee")).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([40, 30, 360, 100], fill="white")
+    draw.text((50, 35), "OPEN 24H", fill="black", font=ImageFont.load_default(size=52))
+    path = tmp_path / "sign.png"
+    image.save(path)
+    found = analyzer.analyze(load_image(path)).perception
+    assert any("OPEN" in t.text for t in found.text)
+
+
+def test_colours_name_the_dominant_hues(analyzer, tmp_path):
+    pixels = np.zeros((100, 100, 3), np.uint8)
+    pixels[:, :60] = (30, 160, 40)  # green
+    pixels[:, 60:] = (250, 250, 250)  # white
+    path = tmp_path / "flag.png"
+    Image.fromarray(pixels).save(path)
+    colours = analyzer.analyze(load_image(path)).perception.colors
+    assert [c.name for c in colours] == ["green", "white"]
+    assert colours[0].fraction == pytest.approx(0.6, abs=0.03)
+
+
+def test_relations_from_geometry():
+    assert spatial_predicate((0.0, 0.4, 0.2, 0.8), (0.6, 0.4, 0.9, 0.8)) == "left of"
+    assert spatial_predicate((0.6, 0.4, 0.9, 0.8), (0.0, 0.4, 0.2, 0.8)) == "right of"
+    assert spatial_predicate((0.3, 0.0, 0.5, 0.2), (0.3, 0.6, 0.5, 0.9)) == "above"
+    assert spatial_predicate((0.35, 0.1, 0.55, 0.45), (0.2, 0.3, 0.8, 0.95)) == "on"  # rider on a horse
+
+
+def test_relations_on_a_real_photo_name_repeated_objects(seen):
+    horses = seen("horses")
+    names = {r.subject for r in horses.relations} | {r.object for r in horses.relations}
+    assert any(n.startswith("horse (#") for n in names)
+    assert len(horses.relations) <= 10
+
+
+def test_expert_registry_lists_every_expert_and_rejects_unknown_names():
+    assert EXPERTS.names() == ["detection", "tags", "ocr", "colors", "relations"]
+    with pytest.raises(Exception, match="unknown expert 'owlv2'"):
+        EXPERTS.create("owlv2")
