@@ -11,6 +11,7 @@ from typing import Iterator, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -60,7 +61,7 @@ def _report_dict(report: IndexReport, items: int) -> dict:
 
 def _print_report(report: IndexReport, items: int) -> None:
     for path, reason in report.skipped:
-        err.print(f"[yellow]skipped[/yellow] {path}: {reason}", highlight=False)
+        err.print(f"[yellow]skipped[/yellow] {escape(path)}: {escape(reason)}", highlight=False, soft_wrap=True)
     line = (
         f"{report.added} added, {report.linked} linked (content already indexed), {report.unchanged} unchanged, "
         f"{report.removed} removed, {len(report.skipped)} skipped"
@@ -70,7 +71,7 @@ def _print_report(report: IndexReport, items: int) -> None:
     line += f"; {items} items in the index; {report.seconds:.1f} s"
     if report.added:
         line += f" ({report.images_per_second:.1f} images/s)"
-    out.print(line, highlight=False)
+    out.print(line, highlight=False, markup=False)
     if report.interrupted:
         err.print("[yellow]interrupted[/yellow]: everything analysed so far is saved; run the same command again to resume")
 
@@ -110,7 +111,7 @@ def _print_hits(hits: list[SearchHit]) -> None:
     for h in hits:
         c = h.contributions
         parts = " / ".join(f"{c.get(name, 0.0):+.3f}" for name in ("caption", "text", "visual"))
-        table.add_row(str(h.rank), f"{h.score:.3f}", h.path, parts, "; ".join(h.evidence))
+        table.add_row(str(h.rank), f"{h.score:.3f}", escape(h.path), parts, escape("; ".join(h.evidence)))
     out.print(table)
 
 
@@ -149,14 +150,14 @@ def inspect(
         print(record.model_dump_json())
         return
     p = record.perception
-    out.print(f"[bold]item {record.item_id}[/bold]  {p.width}x{p.height}  {', '.join(record.paths)}", highlight=False)
-    out.print("objects: " + (", ".join(f"{d.label} {d.score:.2f} {list(d.box)}" for d in p.detections) or "none"), highlight=False)
-    out.print("tags: " + (", ".join(f"{t.label} {t.score:.2f}" for t in p.tags) or "none"), highlight=False)
-    out.print("text: " + (" | ".join(f"{t.text} ({t.score:.2f})" for t in p.text) or ("unreadable" if p.text_present else "none")), highlight=False)
-    out.print("colours: " + (", ".join(f"{c.name} {c.fraction:.0%}" for c in p.colors) or "none"), highlight=False)
-    out.print("relations: " + (", ".join(f"{r.subject} {r.predicate} {r.object}" for r in p.relations) or "none"), highlight=False)
-    out.print(f"\n[bold]MoAI verbalization[/bold]\n{record.verbalization.moai.strip()}", highlight=False)
-    out.print(f"\n[bold]retrieval phrasing[/bold]\n{record.verbalization.retrieval}", highlight=False)
+    out.print(f"[bold]item {record.item_id}[/bold]  {p.width}x{p.height}  {escape(', '.join(record.paths))}", highlight=False)
+    out.print("objects: " + (", ".join(f"{d.label} {d.score:.2f} {list(d.box)}" for d in p.detections) or "none"), highlight=False, markup=False)
+    out.print("tags: " + (", ".join(f"{t.label} {t.score:.2f}" for t in p.tags) or "none"), highlight=False, markup=False)
+    out.print("text: " + (" | ".join(f"{t.text} ({t.score:.2f})" for t in p.text) or ("unreadable" if p.text_present else "none")), highlight=False, markup=False)
+    out.print("colours: " + (", ".join(f"{c.name} {c.fraction:.0%}" for c in p.colors) or "none"), highlight=False, markup=False)
+    out.print("relations: " + (", ".join(f"{r.subject} {r.predicate} {r.object}" for r in p.relations) or "none"), highlight=False, markup=False)
+    out.print(f"\n[bold]MoAI verbalization[/bold]\n{escape(record.verbalization.moai.strip())}", highlight=False)
+    out.print(f"\n[bold]retrieval phrasing[/bold]\n{escape(record.verbalization.retrieval)}", highlight=False)
 
 
 DEMO_QUERIES = [
@@ -181,21 +182,21 @@ def demo(
 
     folder, warnings = sample_photos(cache)
     for w in warnings:
-        err.print(f"[yellow]warning[/yellow]: {w}", highlight=False)
+        err.print(f"[yellow]warning[/yellow]: {escape(w)}", highlight=False, soft_wrap=True)
     index_path = Path(cache).expanduser() / "demo.moair"
     results = []
     with Engine.open(index_path, create=True) as engine:
         with _progress(not as_json, "indexing samples") as progress:
             report = engine.add([folder], progress=progress, prune=True)
         if not as_json:
-            out.print(f"[bold]sample photos[/bold] in {folder}; index at {index_path}", highlight=False)
+            out.print(f"[bold]sample photos[/bold] in {escape(str(folder))}; index at {escape(str(index_path))}", highlight=False)
             _print_report(report, len(engine))
         queries = [*DEMO_QUERIES, ("image", str(folder / "darknet-dog.jpg"))]
         for kind, query in queries:
             hits = engine.search(query, k=k) if kind == "text" else engine.search(image=query, k=k)
             results.append({"kind": kind, "query": query, "hits": [h.model_dump() for h in hits]})
             if not as_json:
-                out.print(f"\n[bold]{kind} query:[/bold] {query}", highlight=False)
+                out.print(f"\n[bold]{kind} query:[/bold] {escape(query)}", highlight=False)
                 _print_hits(hits)
     if as_json:
         print(json.dumps({"index": str(index_path), "report": _report_dict(report, len(results)), "searches": results}, ensure_ascii=False))
@@ -207,7 +208,7 @@ def main() -> None:
     try:
         app()
     except MoairError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/yellow]")
