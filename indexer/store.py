@@ -41,7 +41,7 @@ LOCK_NAME = "lock"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a stale FAISS id cannot alias a new item
     content_hash TEXT NOT NULL UNIQUE,
     perception TEXT NOT NULL,
     verbalization TEXT NOT NULL,

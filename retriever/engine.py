@@ -67,9 +67,9 @@ class Engine:
 
     def _writable(self) -> Store:
         if not self.store.writable:
-            path = self.store.path
+            writable = Store.open(self.store.path, writable=True)  # fails on the lock before anything closes
             self.store.close()
-            self.store = Store.open(path, writable=True)
+            self.store = writable
         return self.store
 
     def add(self, paths: Iterable[str | Path], progress: ProgressCallback | None = None, prune: bool = False) -> IndexReport:

@@ -1,0 +1,327 @@
+"""Crash safety: ``kill -9`` during indexing loses no committed item and leaves a readable index that
+the next run resumes; a damaged or stale FAISS cache is rebuilt from SQLite; one writer at a time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import pytest
+from PIL import Image, ImageOps
+
+from indexer.store import DB_NAME, FAISS_NAME
+from retriever import Engine, MoairError
+
+MOAIR = str(Path(sys.executable).parent / "moair")
+BASES = ("dog", "horses", "person", "giraffe", "eagle", "scream", "astronaut", "chelsea", "coffee", "rocket")
+COLLECTION_SIZE = 4 * len(BASES)
+
+
+def _variants(image: Image.Image) -> list[Image.Image]:
+    """Four images with different content from one photo: scaled, mirrored, cropped, rotated crop."""
+    image = image.convert("RGB")
+    image.thumbnail((400, 400))
+    w, h = image.size
+    centre = image.crop((w // 8, h // 8, w - w // 8, h - h // 8)).resize((w, h))
+    corner = image.crop((0, 0, w * 2 // 3, h * 2 // 3)).transpose(Image.Transpose.ROTATE_90)
+    return [image, ImageOps.mirror(image), centre, corner]
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory, photo) -> Path:
+    """40 distinct real-photo JPEGs (no OCR-heavy pages), enough for indexing to take a few batches."""
+    folder = tmp_path_factory.mktemp("crash") / "collection"
+    folder.mkdir()
+    for name in BASES:
+        for i, variant in enumerate(_variants(Image.open(photo(name)))):
+            variant.save(folder / f"{name}-{i}.jpg", quality=90)
+    files = sorted(folder.iterdir())
+    assert len(files) == COLLECTION_SIZE
+    assert len({hashlib.sha256(f.read_bytes()).hexdigest() for f in files}) == COLLECTION_SIZE
+    return folder
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def db_query(index: Path, sql: str):
+    """One row from the index database through a read-only connection, or None if it is not there yet."""
+    try:
+        db = sqlite3.connect(f"{(index / DB_NAME).as_uri()}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return None
+    try:
+        return db.execute(sql).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+
+
+def item_count(index: Path) -> int | None:
+    row = db_query(index, "SELECT COUNT(*) FROM items")
+    return row[0] if row else None
+
+
+def index_created(index: Path) -> bool:
+    return db_query(index, "SELECT value FROM meta WHERE key = 'config'") is not None
+
+
+def start_indexing(folder: Path, index: Path, log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [MOAIR, "index", str(folder), "--index", str(index), "--json", "-q"],
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+
+
+def wait_until(proc: subprocess.Popen, condition, log: Path, timeout: float = 120.0) -> None:
+    """Poll until ``condition()`` holds; fail if the indexer exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            pytest.fail(f"moair index exited ({proc.returncode}) before the kill point:\n{log.read_text()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"kill point not reached in {timeout} s:\n{log.read_text()[-2000:]}")
+        time.sleep(0.02)
+
+
+def kill_9(proc: subprocess.Popen) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+
+
+def committed_paths(index: Path) -> set[str]:
+    db = sqlite3.connect(f"{(index / DB_NAME).as_uri()}?mode=ro", uri=True)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        items = db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+        paths = {row[0] for row in db.execute("SELECT path FROM files")}
+        assert db.execute("SELECT COUNT(*) FROM files WHERE item_id NOT IN (SELECT id FROM items)").fetchone() == (0,)
+    finally:
+        db.close()
+    assert len(paths) == items  # every image in the collection has distinct content
+    return paths
+
+
+def assert_readable(index: Path, folder: Path) -> set[str]:
+    """The index opens read-only, FAISS agrees with SQLite, and every committed item is searchable."""
+    committed = committed_paths(index)
+    assert committed <= {str(p) for p in folder.iterdir()}
+    with Engine.open(index) as engine:
+        assert len(engine) == len(committed)
+        for path in committed:
+            assert engine.inspect(path).paths == [path]
+        hits = engine.search("an animal", k=5)
+        assert len(hits) == min(5, len(committed))
+        assert {h.path for h in hits} <= committed
+        for path in sorted(committed)[:: max(1, len(committed) // 3)]:  # its own vector is in FAISS
+            assert engine.search(image=path, k=1)[0].path == path
+    return committed
+
+
+# -- kill -9 while indexing ------------------------------------------------------------------------
+
+
+def test_kill_9_during_indexing_loses_nothing_committed_and_resumes(collection, tmp_path):
+    """``moair index`` is killed three times at different moments (right after the index is created,
+    in the middle of a batch, right after a batch commit). Each time the committed items survive, the
+    index opens with FAISS repaired from SQLite, a second writer is refused while the indexer runs, and
+    the final run analyses only what was not committed."""
+    index = tmp_path / "crash.moair"
+    log = tmp_path / "moair.log"
+
+    proc = start_indexing(collection, index, log)
+    wait_until(proc, lambda: index_created(index), log)
+    kill_9(proc)
+    committed = assert_readable(index, collection)
+
+    for settle in (0.3, 0.0):  # kill mid-way through the next batch, then right after a commit
+        before = len(committed)
+        proc = start_indexing(collection, index, log)
+        wait_until(proc, lambda before=before: (item_count(index) or 0) > before, log)
+        with pytest.raises(MoairError, match="another moair process"):
+            Engine.open(index, create=True)
+        time.sleep(settle)
+        kill_9(proc)
+        now = assert_readable(index, collection)
+        assert now > committed  # nothing committed earlier was lost, and this run committed more
+        committed = now
+    assert len(committed) < COLLECTION_SIZE
+
+    result = subprocess.run(
+        [MOAIR, "index", str(collection), "--index", str(index), "--json", "-q"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["added"] == COLLECTION_SIZE - len(committed)
+    assert report["unchanged"] == len(committed)
+    assert (report["skipped"], report["interrupted"], report["items_in_index"]) == ([], False, COLLECTION_SIZE)
+
+    assert assert_readable(index, collection) == {str(p) for p in collection.iterdir()}
+    assert faiss.read_index(str(index / FAISS_NAME)).ntotal == COLLECTION_SIZE  # the cache was saved whole
+    assert not (index / (FAISS_NAME + ".tmp")).exists()
+
+
+# -- damaged or stale FAISS cache ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_index(tmp_path_factory, photo):
+    """An index of four photos, with a copy of its FAISS file from before the last photo was added."""
+    root = tmp_path_factory.mktemp("faiss")
+    folder = root / "photos"
+    folder.mkdir()
+    for name in ("dog", "chelsea", "coffee"):
+        shutil.copy2(photo(name), folder)
+    index = root / "small.moair"
+    with Engine.open(index, create=True) as engine:
+        engine.add([folder])
+    stale = (index / FAISS_NAME).read_bytes()
+    shutil.copy2(photo("giraffe"), folder)
+    with Engine.open(index, create=True) as engine:
+        assert engine.add([folder]).added == 1
+        baseline = [(h.path, h.score) for h in engine.search("an animal", k=4)]
+    return index, folder, stale, baseline
+
+
+DAMAGE = {
+    "deleted": lambda path, stale: path.unlink(),
+    "empty": lambda path, stale: path.write_bytes(b""),
+    "garbage": lambda path, stale: path.write_bytes(random.Random(7).randbytes(8192)),
+    "garbage-after-real-header": lambda path, stale: path.write_bytes(
+        path.read_bytes()[:40] + random.Random(7).randbytes(8192)
+    ),
+    "truncated": lambda path, stale: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]),
+    "stale-missing-last-batch": lambda path, stale: path.write_bytes(stale),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_faiss_cache_is_rebuilt_from_sqlite(damage, small_index, tmp_path):
+    """With the FAISS file deleted, garbled, cut short or stale, the index still opens with every item
+    and answers exactly as before; the next writer saves a repaired FAISS file."""
+    source, folder, stale, baseline = small_index
+    index = tmp_path / "copy.moair"
+    shutil.copytree(source, index)
+    DAMAGE[damage](index / FAISS_NAME, stale)
+
+    with Engine.open(index) as engine:
+        assert len(engine) == 4
+        hits = engine.search("an animal", k=4)
+        assert [h.path for h in hits] == [path for path, _ in baseline]
+        assert [h.score for h in hits] == pytest.approx([score for _, score in baseline], abs=1e-3)
+        for photo_file in folder.iterdir():
+            assert engine.search(image=photo_file, k=1)[0].path == str(photo_file)
+
+    Engine.open(index, create=True).close()
+    assert faiss.read_index(str(index / FAISS_NAME)).ntotal == 4
+
+
+def test_stale_faiss_cache_with_a_deleted_item_is_repaired(tmp_path, photo_dir, photo):
+    """A FAISS file saved before a photo was pruned (a kill between the commit and the save) must not
+    bring the deleted photo back into results."""
+    folder = photo_dir("dog", "chelsea", "coffee")
+    index = tmp_path / "idx.moair"
+    with Engine.open(index, create=True) as engine:
+        engine.add([folder])
+    before_prune = (index / FAISS_NAME).read_bytes()
+    (folder / "skimage-coffee.png").unlink()
+    with Engine.open(index, create=True) as engine:
+        assert engine.add([folder], prune=True).removed == 1
+    (index / FAISS_NAME).write_bytes(before_prune)
+
+    with Engine.open(index) as engine:
+        assert len(engine) == 2
+        hits = engine.search(image=photo("coffee"), k=5)
+        assert sorted(h.path for h in hits) == sorted(str(p) for p in folder.iterdir())
+
+
+def test_stale_faiss_cache_after_an_item_id_is_reused_is_repaired(tmp_path, photo_dir, photo):
+    """A pruning run killed between its last commit and the FAISS save leaves a cache that still holds
+    the deleted item's vector under its id. If the next run reuses that id for a new photo and is killed
+    too, the cache's ids equal SQLite's again: the new photo must still be found by its own image, and
+    the deleted photo must not be found under the new photo's path."""
+    folder = photo_dir("dog", "chelsea", "coffee")  # coffee is indexed last: the highest item id
+    index = tmp_path / "idx.moair"
+    with Engine.open(index, create=True) as engine:
+        engine.add([folder])
+    cache_before_prune = (index / FAISS_NAME).read_bytes()
+
+    (folder / "skimage-coffee.png").unlink()
+    with Engine.open(index, create=True) as engine:
+        engine.add([folder], prune=True)  # kill -9 here, before the save, leaves cache_before_prune
+    shutil.copy2(photo("horses"), folder)
+    with Engine.open(index, create=True) as engine:
+        engine.add([folder])  # and again here, after the commit
+    (index / FAISS_NAME).write_bytes(cache_before_prune)  # the file both kills would have left
+
+    with Engine.open(index) as engine:
+        assert len(engine) == 3
+        horses = str(folder / "darknet-horses.jpg")
+        assert engine.search(image=horses, k=1)[0].path == horses
+        assert horses not in [h.path for h in engine.search(image=photo("coffee"), k=1)]
+
+
+# -- one writer at a time ------------------------------------------------------------------------
+
+
+def test_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path, photo_dir):
+    """While one writer is open a second is refused (and keeps being refused); readers may open; once
+    the writer closes, a new writer gets in."""
+    folder = photo_dir("dog")
+    index = tmp_path / "idx.moair"
+    with Engine.open(index, create=True) as first:
+        for _ in range(2):
+            with pytest.raises(MoairError, match="another moair process"):
+                Engine.open(index, create=True)
+        assert first.add([folder]).added == 1  # the refused attempts did not disturb the lock holder
+        with Engine.open(index) as reader:
+            assert len(reader) == 1
+    with Engine.open(index, create=True) as second:
+        assert len(second) == 1
+
+
+def test_refused_write_leaves_a_reader_usable(tmp_path, photo_dir):
+    """A read-only engine whose ``add`` is refused because another process writes gets a clear error
+    and can still search."""
+    folder = photo_dir("dog", "chelsea")
+    index = tmp_path / "idx.moair"
+    with Engine.open(index, create=True) as writer:
+        writer.add([folder / "darknet-dog.jpg"])
+        with Engine.open(index) as reader:
+            with pytest.raises(MoairError, match="another moair process"):
+                reader.add([folder])
+            assert reader.search("a dog", k=1)[0].path == str(folder / "darknet-dog.jpg")
+
+
+def test_cli_second_writer_gets_a_clear_error(tmp_path, photo_dir):
+    """``moair index`` against an index another process is writing: exit 2, one error line."""
+    folder = photo_dir("dog")
+    index = tmp_path / "idx.moair"
+    with Engine.open(index, create=True):
+        result = subprocess.run(
+            [MOAIR, "index", str(folder), "--index", str(index), "-q"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2, result.stderr
+    assert "another moair process" in result.stderr and "Traceback" not in result.stderr
