@@ -234,9 +234,9 @@ def test_damaged_faiss_cache_is_rebuilt_from_sqlite(damage, small_index, tmp_pat
     assert faiss.read_index(str(index / FAISS_NAME)).ntotal == 4
 
 
-def test_stale_faiss_cache_with_a_deleted_item_is_repaired(tmp_path, photo_dir, photo):
-    """A FAISS file saved before a photo was pruned (a kill between the commit and the save) must not
-    bring the deleted photo back into results."""
+def index_then_prune_coffee(tmp_path, photo_dir):
+    """Index dog, chelsea and coffee, delete coffee and prune it; returns (folder, index, FAISS bytes
+    saved before the prune)."""
     folder = photo_dir("dog", "chelsea", "coffee")
     index = tmp_path / "idx.moair"
     with Engine.open(index, create=True) as engine:
@@ -245,6 +245,13 @@ def test_stale_faiss_cache_with_a_deleted_item_is_repaired(tmp_path, photo_dir, 
     (folder / "skimage-coffee.png").unlink()
     with Engine.open(index, create=True) as engine:
         assert engine.add([folder], prune=True).removed == 1
+    return folder, index, before_prune
+
+
+def test_stale_faiss_cache_with_a_deleted_item_is_repaired(tmp_path, photo_dir, photo):
+    """A FAISS file saved before a photo was pruned (a kill between the commit and the save) must not
+    bring the deleted photo back into results."""
+    folder, index, before_prune = index_then_prune_coffee(tmp_path, photo_dir)
     (index / FAISS_NAME).write_bytes(before_prune)
 
     with Engine.open(index) as engine:
@@ -258,15 +265,8 @@ def test_stale_faiss_cache_after_an_item_id_is_reused_is_repaired(tmp_path, phot
     the deleted item's vector under its id. If the next run reuses that id for a new photo and is killed
     too, the cache's ids equal SQLite's again: the new photo must still be found by its own image, and
     the deleted photo must not be found under the new photo's path."""
-    folder = photo_dir("dog", "chelsea", "coffee")  # coffee is indexed last: the highest item id
-    index = tmp_path / "idx.moair"
-    with Engine.open(index, create=True) as engine:
-        engine.add([folder])
-    cache_before_prune = (index / FAISS_NAME).read_bytes()
-
-    (folder / "skimage-coffee.png").unlink()
-    with Engine.open(index, create=True) as engine:
-        engine.add([folder], prune=True)  # kill -9 here, before the save, leaves cache_before_prune
+    # coffee is indexed last (the highest item id); a kill -9 before the prune's FAISS save leaves cache_before_prune
+    folder, index, cache_before_prune = index_then_prune_coffee(tmp_path, photo_dir)
     shutil.copy2(photo("horses"), folder)
     with Engine.open(index, create=True) as engine:
         engine.add([folder])  # and again here, after the commit
