@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Sequence
-
 import numpy as np
 from pydantic import BaseModel
 
@@ -122,6 +120,3 @@ def normalise_rows(rows: np.ndarray) -> np.ndarray:
     rows = np.asarray(rows, dtype=np.float32)
     return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12)
 
-
-def item_rows(layout: Layout, parts: Sequence[dict[str, np.ndarray | None]]) -> np.ndarray:
-    return np.stack([layout.compose(p) for p in parts]) if parts else np.zeros((0, layout.dim), np.float32)

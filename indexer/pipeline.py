@@ -1,11 +1,13 @@
 """Indexing: find images, skip what is already indexed, analyse the rest, commit in batches.
 
-Decoding (file read, hash, JPEG draft decode) runs in a small thread pool ahead of the experts,
-so the CPU-bound models never wait on disk or the decoder.
+Files are processed by a pool of worker threads, one per core (up to ``INDEX_WORKERS``): each
+reads, hashes, decodes, analyses and embeds whole files with its own single-threaded copy of the
+models (see ``indexer.packaged_models``), while this thread commits their results in order.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections import deque
@@ -22,12 +24,13 @@ from indexer.experts import DEFAULT_EXPERTS, EXPERTS
 from indexer.experts.base import Analysis
 from indexer.images import LoadedImage, content_hash, decode_image, is_image_path
 from indexer.mixture import Block, Layout, normalise_rows
+from indexer.packaged_models import INDEX_WORKERS, make_worker_thread
 from indexer.records import Verbalization
 from indexer.store import FileEntry, IndexConfig, NewItem, Store
 from indexer.verbalize import verbalize
 
-BATCH_SIZE = 16
-PREFETCH = 8
+BATCH_SIZE = 16  # new items per commit
+IN_FLIGHT = 2 * INDEX_WORKERS + 2  # files submitted ahead, so no worker waits for the next one
 
 
 class Analyzer:
@@ -111,10 +114,13 @@ class _Work:
 
 
 @dataclass
-class _Loaded:
+class _Processed:
+    """One file after a worker is done with it: bad (``error``), known content (``item`` None),
+    or new content analysed and embedded."""
+
     work: _Work
     digest: str | None = None
-    image: LoadedImage | None = None
+    item: NewItem | None = None
     error: str | None = None
 
 
@@ -139,21 +145,34 @@ def find_images(paths: Iterable[str | Path], skip: Path | None = None) -> tuple[
     return list(dict.fromkeys(files)), roots
 
 
-def _load(work: _Work, known_hash: Callable[[str], bool]) -> _Loaded:
+@functools.cache
+def _worker_pool() -> ThreadPoolExecutor:
+    """The indexing workers, kept for the life of the process so each loads its models once."""
+    return ThreadPoolExecutor(INDEX_WORKERS, thread_name_prefix="moair-index", initializer=make_worker_thread)
+
+
+def _process(work: _Work, known: Callable[[str], bool], analyzer: Analyzer, layout: Layout) -> _Processed:
+    """Read, hash, decode, analyse and embed one file (runs in a worker thread)."""
     try:
         with open(work.path, "rb") as f:
             data = f.read()
     except OSError as e:
-        return _Loaded(work, error=f"cannot read file: {e.strerror or e}")
+        return _Processed(work, error=f"cannot read file: {e.strerror or e}")
     if not data:
-        return _Loaded(work, error="empty file (0 bytes)")
+        return _Processed(work, error="empty file (0 bytes)")
     digest = content_hash(data)
-    if known_hash(digest):
-        return _Loaded(work, digest=digest)
+    if known(digest):
+        return _Processed(work, digest=digest)
     try:
-        return _Loaded(work, digest=digest, image=decode_image(data))
+        image = decode_image(data)
     except ImageError as e:
-        return _Loaded(work, digest=digest, error=str(e))
+        return _Processed(work, digest=digest, error=str(e))
+    try:
+        analysis = analyzer.analyze(image)
+        (verbalization,), (parts,) = analyzer.item_parts([analysis])
+    except Exception as e:  # one image must not stop the run
+        return _Processed(work, digest=digest, error=f"analysis failed: {type(e).__name__}: {str(e)[:100]}")
+    return _Processed(work, digest, NewItem(digest, analysis.perception, verbalization, layout.compose(parts)))
 
 
 def index_paths(
@@ -191,61 +210,52 @@ def index_paths(
             continue
         todo.append(_Work(str(f), stat.st_size, stat.st_mtime_ns))
 
-    # Read by the decode threads (a stale read only costs a wasted decode); written by this thread.
+    # Read by the workers (a stale read only costs a wasted analysis); written by this thread.
     known_hashes = store.content_hashes()
     known = known_hashes.__contains__
 
-    batch_items: list[tuple[_Work, str, Analysis]] = []
-    batch_links: list[FileEntry] = []
-    batch_skipped: list[tuple[str, int, int, str]] = []
+    new_items: list[NewItem] = []
+    entries: list[FileEntry] = []
+    skipped: list[tuple[str, int, int, str]] = []
 
     def flush() -> None:
-        new_items, entries = [], list(batch_links)
-        if batch_items:
-            verbalizations, parts = analyzer.item_parts([a for _, _, a in batch_items])
-            rows = [store.config.layout.compose(p) for p in parts]
-            for (work, digest, analysis), verbal, row in zip(batch_items, verbalizations, rows):
-                new_items.append(NewItem(digest, analysis.perception, verbal, row))
-                entries.append(FileEntry(work.path, work.size, work.mtime_ns, digest))
-        store.commit(new_items=new_items, files=entries, skipped=batch_skipped)
+        store.commit(new_items=new_items, files=entries, skipped=skipped)
         report.added += len(new_items)
-        batch_items.clear()
-        batch_links.clear()
-        batch_skipped.clear()
+        new_items.clear()
+        entries.clear()
+        skipped.clear()
+
+    pool = _worker_pool()
+    upcoming = iter(todo)
+    queue: deque[Future] = deque()
+
+    def submit_next() -> None:
+        work = next(upcoming, None)
+        if work is not None:
+            queue.append(pool.submit(_process, work, known, analyzer, store.config.layout))
 
     done = 0
-    queue: deque[Future] = deque()
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="moair-decode")
     try:
-        upcoming = iter(todo)
-        for work in upcoming:
-            queue.append(pool.submit(_load, work, known))
-            if len(queue) >= PREFETCH:
-                break
+        for _ in range(IN_FLIGHT):
+            submit_next()
         while queue:
-            loaded: _Loaded = queue.popleft().result()
-            next_work = next(upcoming, None)
-            if next_work is not None:
-                queue.append(pool.submit(_load, next_work, known))
-            work = loaded.work
-            if loaded.error:
-                report.skipped.append((work.path, loaded.error))
-                batch_skipped.append((work.path, work.size, work.mtime_ns, loaded.error))
-            elif loaded.digest in known_hashes:
-                batch_links.append(FileEntry(work.path, work.size, work.mtime_ns, loaded.digest))
-                report.linked += 1
+            processed: _Processed = queue.popleft().result()  # in submission order
+            submit_next()
+            work = processed.work
+            if processed.error:
+                report.skipped.append((work.path, processed.error))
+                skipped.append((work.path, work.size, work.mtime_ns, processed.error))
             else:
-                try:
-                    analysis = analyzer.analyze(loaded.image)
-                except Exception as e:  # one image must not stop the run
-                    reason = f"analysis failed: {type(e).__name__}: {str(e)[:100]}"
-                    report.skipped.append((work.path, reason))
-                    batch_skipped.append((work.path, work.size, work.mtime_ns, reason))
+                # Known content: indexed before, or analysed earlier in this run (a duplicate file
+                # that a worker analysed in parallel with its twin is linked, its analysis dropped).
+                if processed.digest in known_hashes:
+                    report.linked += 1
                 else:
-                    known_hashes.add(loaded.digest)
-                    batch_items.append((work, loaded.digest, analysis))
+                    known_hashes.add(processed.digest)
+                    new_items.append(processed.item)
+                entries.append(FileEntry(work.path, work.size, work.mtime_ns, processed.digest))
             done += 1
-            if len(batch_items) >= BATCH_SIZE or len(batch_links) + len(batch_skipped) >= 256:
+            if len(new_items) >= BATCH_SIZE or len(entries) + len(skipped) >= 256:
                 flush()
             if progress:
                 progress(done, len(todo))
@@ -259,7 +269,6 @@ def index_paths(
             future.cancel()
         flush()  # keep what was analysed before the interrupt
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         store.save()
     report.seconds = time.perf_counter() - started
     return report

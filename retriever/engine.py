@@ -101,14 +101,13 @@ class Engine:
                 raise MoairError(f"query image: {e}") from None
         verbal = verbalize(analysis.perception) if analysis else None
         decision = gate(text, has_image=analysis is not None, image_has_text=bool(verbal and verbal.text))
-        embed = self.analyzer.text_embedder.embed_queries
-        parts: dict[str, np.ndarray | None] = {
-            "caption": embed([text or verbal.retrieval])[0],
-            "text": embed([decision.text_for_ocr or (verbal.text if verbal else "")])[0]
-            if decision.weights["text"] > 0
-            else None,
-            "visual": self.analyzer.backbone.embed([analysis])[0] if analysis else None,
-        }
+        wanted = {"caption": text or verbal.retrieval}
+        if decision.weights["text"] > 0:
+            wanted["text"] = decision.text_for_ocr or (verbal.text if verbal else "")
+        unique = list(dict.fromkeys(wanted.values()))  # a plain text query asks both blocks the same
+        embedded = dict(zip(unique, self.analyzer.text_embedder.embed_queries(unique)))
+        parts: dict[str, np.ndarray | None] = {name: embedded[query] for name, query in wanted.items()}
+        parts["visual"] = self.analyzer.backbone.embed([analysis])[0] if analysis else None
         layout = self.store.config.layout
         query = layout.compose(parts, decision.weights)
         scores, ids = self.store.search(query[None], k)

@@ -8,7 +8,7 @@ from collections import Counter
 from indexer.records import ItemRecord, Perception
 from indexer.verbalize import IRREGULAR_PLURALS, count_phrase, relation_phrase
 
-_WORD = re.compile(r"[\w']+", re.UNICODE)
+_WORD = re.compile(r"\w+(?:'\w+)*", re.UNICODE)  # "don't" is one word; quotes around a word are not part of it
 _SINGULAR = {p: s for s, p in IRREGULAR_PLURALS.items()}
 _STOPWORDS = {"the", "and", "that", "this", "with", "for", "are", "was", "has", "have", "says", "say", "photo", "image", "picture", "of", "on", "in", "a", "an", "is", "it", "to"}
 

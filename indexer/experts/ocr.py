@@ -1,10 +1,15 @@
 """OCR: PP-OCRv4 (rapidocr-onnxruntime), behind a cheap text-presence gate.
 
-Full OCR (PP-OCR's detector at 736 px, then recognition) costs 150 ms to over a second per image
-on 2 cores. Here the text detector runs once, on the image shrunk to at most 320 px (about
-40 ms): photos where it finds no text region stop there, and for the others the recogniser reads
-the regions it found, cropped from the full working image, so no second detection pass is paid.
-Recognition uses rapidocr's ``get_crop_img_list`` and ``text_rec`` (pinned rapidocr 1.4.4).
+PP-OCR's own pipeline runs its text detector on the image scaled so its short side is 736 px
+(about 150 ms per photo on 2 cores) before recognition. Here the detector runs once, on the image
+shrunk to at most ``GATE_SIDE`` px on its long side (about 16 ms): photos where it finds no text
+region stop there, and for the others the recogniser reads the regions it found, cropped from the
+full working image, so no second detection pass is paid. Text smaller than about 2 % of the image
+height is missed at this size; that is the price of the gate.
+
+rapidocr's detector picks its own input size (it even enlarges small images to 736 px), so the
+gate calls its stages directly: ``DetPreProcess``, ``infer``, ``postprocess_op`` on the detector,
+and ``get_crop_img_list`` / ``text_rec`` for recognition (pinned rapidocr 1.4.4).
 """
 
 from __future__ import annotations
@@ -25,23 +30,37 @@ MOAI_MIN_CONFIDENCE = 0.85  # MoAI keeps PaddleOCR lines at or above this confid
 @EXPERTS.register("ocr")
 class PaddleOcr:
     name: ClassVar[str] = "ocr"
-    version: ClassVar[str] = "pp-ocrv4-rapidocr/1"
+    version: ClassVar[str] = "pp-ocrv4-rapidocr/2"
 
     def __init__(self, min_confidence: float = MOAI_MIN_CONFIDENCE, gate: bool = True) -> None:
         self.min_confidence = min_confidence
         self.gate = gate
-        # gate=False: PP-OCR's own full-resolution detector instead of the 320 px pass.
-        self._ocr = rapid_ocr(GATE_SIDE if gate else None)
+
+    def find_text_regions(self, bgr: np.ndarray) -> np.ndarray:
+        """Quadrilaterals (n, 4, 2) of text regions in ``bgr``'s pixel coordinates, in reading order."""
+        from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
+
+        detector = rapid_ocr().text_det
+        if not self.gate:  # PP-OCR's own detector at its own input size
+            boxes, _ = detector(bgr)
+        else:
+            gate_input = DetPreProcess(GATE_SIDE, "max", detector.mean, detector.std)
+            scores = detector.infer(gate_input(bgr))[0]
+            boxes, _ = detector.postprocess_op(scores, bgr.shape[:2])
+            boxes = detector.filter_tag_det_res(boxes, bgr.shape[:2])
+        if boxes is None or not len(boxes):
+            return np.zeros((0, 4, 2), np.float32)
+        return np.asarray(rapid_ocr().sorted_boxes(boxes), dtype=np.float32)  # reading order
 
     def run(self, analysis: Analysis) -> None:
         bgr = np.ascontiguousarray(analysis.image.rgb[:, :, ::-1])  # PP-OCR was trained on OpenCV's BGR
         perception = analysis.perception
-        boxes, _ = self._ocr(bgr, use_det=True, use_cls=False, use_rec=False)
-        if not boxes:
+        boxes = self.find_text_regions(bgr)
+        if not len(boxes):
             return
         perception.text_present = True
-        boxes = np.asarray(boxes, dtype=np.float32)
-        read, _ = self._ocr.text_rec(self._ocr.get_crop_img_list(bgr, boxes))
+        ocr = rapid_ocr()
+        read, _ = ocr.text_rec(ocr.get_crop_img_list(bgr, boxes))
         height, width = bgr.shape[:2]
         lines = []
         for points, (text, score) in zip(boxes, read):

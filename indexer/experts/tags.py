@@ -27,11 +27,11 @@ class ImageNetTagger:
     def __init__(self, min_score: float = 0.15, top_k: int = 3) -> None:
         self.min_score = min_score
         self.top_k = top_k
-        self._labels = efficientnet_lite().labels
 
     def run(self, analysis: Analysis) -> None:
         probs, _ = efficientnet_outputs(analysis)
         best = np.argsort(-probs)[: self.top_k]
+        labels = efficientnet_lite().labels
         analysis.perception.tags = [
-            Tag(label=self._labels[i], score=round(float(probs[i]), 4)) for i in best if probs[i] >= self.min_score
+            Tag(label=labels[i], score=round(float(probs[i]), 4)) for i in best if probs[i] >= self.min_score
         ]
