@@ -47,6 +47,7 @@ def _progress(enabled: bool, label: str) -> Iterator:
 def _report_dict(report: IndexReport, items: int) -> dict:
     return {
         "added": report.added,
+        "updated": report.updated,
         "linked": report.linked,
         "unchanged": report.unchanged,
         "removed": report.removed,
@@ -68,8 +69,10 @@ def _print_report(report: IndexReport, items: int) -> None:
     )
     if report.skipped_before:
         line += f" (+{report.skipped_before} bad files unchanged since an earlier run)"
+    if report.updated:
+        line += f", {report.updated} re-analysed (indexed by older model versions)"
     line += f"; {items} items in the index; {report.seconds:.1f} s"
-    if report.added:
+    if report.added or report.updated:
         line += f" ({report.images_per_second:.1f} images/s)"
     out.print(line, highlight=False, markup=False)
     if report.interrupted:

@@ -83,6 +83,7 @@ def grow_to(engine: Engine, items: int, seed: int = 0) -> None:
     real = store.items(list(range(1, len(store) + 1)))
     real_vectors = store.vectors([r.item_id for r in real])
     layout = store.config.layout
+    versions = engine.analyzer.versions()
     batch_new, batch_files = [], []
     for n in range(len(store), items):
         j = n % len(real)
@@ -95,7 +96,7 @@ def grow_to(engine: Engine, items: int, seed: int = 0) -> None:
             noisy = vector + rng.normal(0, 0.05, vector.shape).astype(np.float32)
             parts[block.name] = noisy / np.linalg.norm(noisy)
         digest = f"synthetic-{n}"
-        batch_new.append(NewItem(digest, real[j].perception, real[j].verbalization, layout.compose(parts)))
+        batch_new.append(NewItem(digest, real[j].perception, real[j].verbalization, layout.compose(parts), versions))
         batch_files.append(FileEntry(f"/synthetic/{n}.jpg", 0, 0, digest))
         if len(batch_new) == 2000:
             store.commit(new_items=batch_new, files=batch_files)

@@ -67,6 +67,13 @@ class Analyzer:
             created_at=time.time(),
         )
 
+    def versions(self) -> dict[str, str]:
+        """The version of every expert and encoder: an item analysed by other versions is stale."""
+        versions = {e.name: e.version for e in self.experts}
+        versions["text_embedder"] = f"{self.text_embedder.name}/{self.text_embedder.version}"
+        versions["backbone"] = f"{self.backbone.name}/{self.backbone.version}"
+        return versions
+
     def analyze(self, image: LoadedImage) -> Analysis:
         analysis = Analysis.of(image)
         for expert in self.experts:
@@ -93,6 +100,7 @@ class IndexReport:
     """What one indexing run did."""
 
     added: int = 0  # new content, analysed and embedded
+    updated: int = 0  # indexed content analysed again because an expert or encoder changed version
     linked: int = 0  # new or changed path whose content was already indexed (not embedded again)
     unchanged: int = 0
     removed: int = 0
@@ -103,7 +111,8 @@ class IndexReport:
 
     @property
     def images_per_second(self) -> float:
-        return self.added / self.seconds if self.seconds > 0 else 0.0
+        """Images analysed (added or updated) per second of the run."""
+        return (self.added + self.updated) / self.seconds if self.seconds > 0 else 0.0
 
 
 @dataclass
@@ -172,7 +181,8 @@ def _process(work: _Work, known: Callable[[str], bool], analyzer: Analyzer, layo
         (verbalization,), (parts,) = analyzer.item_parts([analysis])
     except Exception as e:  # one image must not stop the run
         return _Processed(work, digest=digest, error=f"analysis failed: {type(e).__name__}: {str(e)[:100]}")
-    return _Processed(work, digest, NewItem(digest, analysis.perception, verbalization, layout.compose(parts)))
+    item = NewItem(digest, analysis.perception, verbalization, layout.compose(parts), analyzer.versions())
+    return _Processed(work, digest, item)
 
 
 def index_paths(
@@ -193,6 +203,10 @@ def index_paths(
     # old path's removal would orphan (and delete) that content.
     removed = [p for root in roots if prune for p in store.files_under(root) if p not in found]
 
+    # Content analysed by older expert or encoder versions is analysed again, through one of its files.
+    stale = store.stale_items(analyzer.versions())
+    stale_paths = set(stale.values())
+
     todo: list[_Work] = []
     for f in files:
         try:
@@ -201,7 +215,7 @@ def index_paths(
             report.skipped.append((str(f), f"cannot read file: {e.strerror or e}"))
             continue
         indexed = store.file_state(str(f))
-        if indexed and (indexed.size, indexed.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+        if indexed and (indexed.size, indexed.mtime_ns) == (stat.st_size, stat.st_mtime_ns) and str(f) not in stale_paths:
             report.unchanged += 1
             continue
         bad = store.skipped_state(str(f))
@@ -211,7 +225,7 @@ def index_paths(
         todo.append(_Work(str(f), stat.st_size, stat.st_mtime_ns))
 
     # Read by the workers (a stale read only costs a wasted analysis); written by this thread.
-    known_hashes = store.content_hashes()
+    known_hashes = store.content_hashes() - stale.keys()
     known = known_hashes.__contains__
 
     new_items: list[NewItem] = []
@@ -220,7 +234,9 @@ def index_paths(
 
     def flush() -> None:
         store.commit(new_items=new_items, files=entries, skipped=skipped)
-        report.added += len(new_items)
+        updated = sum(item.content_hash in stale for item in new_items)
+        report.updated += updated
+        report.added += len(new_items) - updated
         new_items.clear()
         entries.clear()
         skipped.clear()

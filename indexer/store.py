@@ -37,6 +37,7 @@ SCHEMA_VERSION = 1
 DB_NAME = "moair.sqlite"
 FAISS_NAME = "vectors.faiss"
 LOCK_NAME = "lock"
+BUILDING_SUFFIX = ".building"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -78,10 +79,13 @@ class IndexConfig(BaseModel):
 
 @dataclass
 class NewItem:
+    """An analysed image on its way into the store (new content, or known content re-analysed)."""
+
     content_hash: str
     perception: Perception
     verbalization: Verbalization
     vector: np.ndarray
+    versions: dict[str, str]  # what produced it: expert and encoder versions
 
 
 @dataclass
@@ -123,13 +127,23 @@ class Store:
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise MoairError(f"{path} exists and is not a directory; choose another --index path")
-        if path.is_dir() and any(path.iterdir()) and not is_index_dir(path):
+        if path.is_dir() and not is_index_dir(path) and any(not _creation_leftover(p.name) for p in path.iterdir()):
             raise MoairError(f"{path} is a non-empty directory that is not a moair index; choose another --index path")
         path.mkdir(parents=True, exist_ok=True)
-        db = _connect(path / DB_NAME)
-        with db:
-            db.executescript(SCHEMA)
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('config', ?)", (config.model_dump_json(),))
+        if not is_index_dir(path):
+            # Built under a temporary name and renamed into place, so a kill mid-creation never
+            # leaves a database without its configuration (one that could not be opened).
+            building = path / (DB_NAME + BUILDING_SUFFIX)
+            for leftover in path.iterdir():
+                if leftover.name != LOCK_NAME and _creation_leftover(leftover.name):
+                    leftover.unlink()
+            db = _connect(building)
+            with db:
+                db.executescript(SCHEMA)
+                db.execute("INSERT INTO meta VALUES ('config', ?)", (config.model_dump_json(),))
+            db.execute("PRAGMA journal_mode=DELETE")  # fold the WAL into the file before renaming it
+            db.close()
+            _durable_replace(building, path / DB_NAME)
         return cls.open(path, writable=True)
 
     @classmethod
@@ -183,8 +197,12 @@ class Store:
         if faiss_path.exists():
             try:
                 index = faiss.read_index(str(faiss_path))
-                if index.d != self.config.layout.dim:
-                    index = None
+                if not (
+                    isinstance(index, faiss.IndexIDMap2)
+                    and index.d == self.config.layout.dim
+                    and index.metric_type == faiss.METRIC_INNER_PRODUCT
+                ):
+                    index = None  # a valid FAISS file, but not this index's kind: rebuilt below
             except RuntimeError:
                 index = None  # unreadable cache: rebuilt from SQLite below
         if index is None:
@@ -211,14 +229,7 @@ class Store:
         target = self.path / FAISS_NAME
         tmp = target.with_suffix(".faiss.tmp")
         faiss.write_index(self._index, str(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-        dir_fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _durable_replace(tmp, target)
         self._dirty = False
 
     # -- reading ---------------------------------------------------------------------------------
@@ -247,6 +258,16 @@ class Store:
     def skipped_state(self, path: str) -> tuple[FileState, str] | None:
         row = self._db.execute("SELECT size, mtime_ns, reason FROM skipped WHERE path = ?", (path,)).fetchone()
         return (FileState(row[0], row[1]), row[2]) if row else None
+
+    def stale_items(self, versions: dict[str, str]) -> dict[str, str]:
+        """Items analysed by other expert or encoder versions than ``versions``: content hash ->
+        one of the item's file paths (the one to re-analyse)."""
+        rows = self._db.execute(
+            "SELECT i.content_hash, MIN(f.path) FROM items i JOIN files f ON f.item_id = i.id"
+            " WHERE i.expert_versions != ? GROUP BY i.id",
+            (_versions_json(versions),),
+        )
+        return dict(rows)
 
     def item_id_for_hash(self, content_hash: str) -> int | None:
         row = self._db.execute("SELECT id FROM items WHERE content_hash = ?", (content_hash,)).fetchone()
@@ -308,26 +329,37 @@ class Store:
         removed_paths: Iterable[str] = (),
         skipped: Sequence[tuple[str, int, int, str]] = (),
     ) -> None:
-        """Apply one batch of changes in a single transaction, then mirror it in FAISS."""
+        """Apply one batch of changes in a single transaction, then mirror it in FAISS. An item
+        whose content is already stored replaces the stored analysis and keeps its id."""
         if not self.writable:
             raise MoairError("this index was opened read-only")
         now = time.time()
         with self._db:
-            added_ids = []
+            added_ids, replaced_ids = [], []
             for item in new_items:
-                cursor = self._db.execute(
-                    "INSERT INTO items (content_hash, perception, verbalization, expert_versions, vector, added_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        item.content_hash,
-                        item.perception.model_dump_json(),
-                        item.verbalization.model_dump_json(),
-                        json.dumps(self.config.experts),
-                        np.ascontiguousarray(item.vector, dtype=np.float32).tobytes(),
-                        now,
-                    ),
+                values = (
+                    item.perception.model_dump_json(),
+                    item.verbalization.model_dump_json(),
+                    _versions_json(item.versions),
+                    np.ascontiguousarray(item.vector, dtype=np.float32).tobytes(),
+                    now,
                 )
-                added_ids.append(cursor.lastrowid)
+                item_id = self.item_id_for_hash(item.content_hash)
+                if item_id is None:
+                    cursor = self._db.execute(
+                        "INSERT INTO items (perception, verbalization, expert_versions, vector, added_at, content_hash)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (*values, item.content_hash),
+                    )
+                    item_id = cursor.lastrowid
+                else:
+                    self._db.execute(
+                        "UPDATE items SET perception = ?, verbalization = ?, expert_versions = ?, vector = ?,"
+                        " added_at = ? WHERE id = ?",
+                        (*values, item_id),
+                    )
+                    replaced_ids.append(item_id)
+                added_ids.append(item_id)
             for entry in files:
                 item_id = self.item_id_for_hash(entry.content_hash)
                 self._db.execute(
@@ -342,6 +374,8 @@ class Store:
             orphans = [row[0] for row in self._db.execute("SELECT id FROM items WHERE id NOT IN (SELECT item_id FROM files)")]
             if orphans:
                 self._db.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in orphans])
+        if replaced_ids:
+            self._index.remove_ids(np.array(replaced_ids, dtype=np.int64))
         if added_ids:
             self._index.add_with_ids(np.stack([i.vector for i in new_items]).astype(np.float32), np.array(added_ids, np.int64))
         if orphans:
@@ -349,6 +383,27 @@ class Store:
         if added_ids or orphans:
             self._dirty = True
             self._search_index = None
+
+
+def _creation_leftover(name: str) -> bool:
+    """A file that an index creation killed part-way may leave (the database being built, its WAL)."""
+    return name == LOCK_NAME or name.startswith(DB_NAME + BUILDING_SUFFIX)
+
+
+def _versions_json(versions: dict[str, str]) -> str:
+    return json.dumps(versions, sort_keys=True)
+
+
+def _durable_replace(source: Path, target: Path) -> None:
+    """Rename ``source`` over ``target`` atomically, with both the file and the rename on disk."""
+    with open(source, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(source, target)
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

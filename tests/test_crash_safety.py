@@ -210,6 +210,12 @@ DAMAGE = {
     ),
     "truncated": lambda path, stale: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]),
     "stale-missing-last-batch": lambda path, stale: path.write_bytes(stale),
+    "valid-faiss-of-another-kind": lambda path, stale: faiss.write_index(
+        faiss.IndexFlatIP(faiss.read_index(str(path)).d), str(path)
+    ),
+    "valid-faiss-with-l2-metric": lambda path, stale: faiss.write_index(
+        faiss.index_factory(faiss.read_index(str(path)).d, "IDMap2,Flat", faiss.METRIC_L2), str(path)
+    ),
 }
 
 
@@ -277,6 +283,39 @@ def test_stale_faiss_cache_after_an_item_id_is_reused_is_repaired(tmp_path, phot
         horses = str(folder / "darknet-horses.jpg")
         assert engine.search(image=horses, k=1)[0].path == horses
         assert horses not in [h.path for h in engine.search(image=photo("coffee"), k=1)]
+
+
+# A kill after the schema is written but before the configuration row, caught by SQLite's trace hook.
+KILL_BEFORE_CONFIG = """
+import os, signal, sys
+import indexer.store as store
+
+connect = store._connect
+
+def connect_then_die_before_config(path):
+    db = connect(path)
+    db.set_trace_callback(lambda sql: "INSERT INTO META" in sql.upper() and os.kill(os.getpid(), signal.SIGKILL))
+    return db
+
+store._connect = connect_then_die_before_config
+from retriever import Engine
+Engine.open(sys.argv[1], create=True)
+"""
+
+
+def test_kill_9_while_creating_an_index_leaves_a_path_that_can_be_created_again(tmp_path, photo_dir):
+    index = tmp_path / "new.moair"
+    died = subprocess.run([sys.executable, "-c", KILL_BEFORE_CONFIG, str(index)], check=False, timeout=120)
+    assert died.returncode == -signal.SIGKILL
+    assert index.is_dir()  # the kill hit mid-creation, not before it
+
+    with pytest.raises(MoairError, match="not a moair index"):
+        Engine.open(index)
+    folder = photo_dir("dog")
+    with Engine.open(index, create=True) as engine:
+        assert engine.add([folder]).added == 1
+    with Engine.open(index) as engine:
+        assert engine.search("a dog", k=1)[0].path == str(folder / "darknet-dog.jpg")
 
 
 # -- one writer at a time ------------------------------------------------------------------------

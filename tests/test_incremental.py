@@ -57,3 +57,47 @@ def test_index_survives_reopen(tmp_path, photo_dir):
     with Engine.open(index) as engine:
         assert len(engine) == 2
         assert engine.search("a giraffe", k=1)[0].path.endswith("darknet-giraffe.jpg")
+
+
+def test_items_from_older_model_versions_are_analysed_again(tmp_path, photo_dir, monkeypatch):
+    """After an upgrade changes an expert's version, re-indexing analyses the old items again (in
+    place, same item ids) and leaves current ones alone."""
+    import sqlite3
+
+    from indexer.experts.ocr import PaddleOcr
+    from indexer.records import Perception
+    from indexer.store import DB_NAME
+
+    folder = photo_dir("dog", "giraffe")
+    shutil.copy2(folder / "darknet-dog.jpg", folder / "copy-of-dog.jpg")
+    index = tmp_path / "idx.moair"
+    with Engine.open(index, create=True) as engine:
+        engine.add([folder])
+        dog_id = engine.inspect(str(folder / "darknet-dog.jpg")).item_id
+    # The dog's analysis as an older detector version left it: no detections.
+    db = sqlite3.connect(index / DB_NAME)
+    with db:
+        stored = Perception.model_validate_json(db.execute("SELECT perception FROM items WHERE id = ?", (dog_id,)).fetchone()[0])
+        db.execute(
+            "UPDATE items SET perception = ?, expert_versions = ? WHERE id = ?",
+            (stored.model_copy(update={"detections": []}).model_dump_json(), '{"detection": "ssd-mobilenet-v2-coco/0"}', dog_id),
+        )
+    db.close()
+
+    with Engine.open(index, create=True) as engine:
+        assert engine.inspect(dog_id).perception.detections == []
+        report = engine.add([folder])
+        assert (report.updated, report.added, report.unchanged, report.linked) == (1, 0, 2, 0)
+        dog = engine.inspect(str(folder / "darknet-dog.jpg"))
+        assert dog.item_id == dog_id and "dog" in {d.label for d in dog.perception.detections}
+        assert dog.expert_versions == engine.analyzer.versions()
+        assert len(engine) == 2
+        assert engine.search("a dog", k=1)[0].item_id == dog_id
+
+        again = engine.add([folder])
+        assert (again.updated, again.unchanged) == (0, 3)
+
+        monkeypatch.setattr(PaddleOcr, "version", PaddleOcr.version + "-next")
+        upgraded = engine.add([folder])
+        assert (upgraded.updated, upgraded.added) == (2, 0)
+        assert len(engine) == 2
