@@ -161,6 +161,8 @@ def inspect(
     out.print("relations: " + (", ".join(f"{r.subject} {r.predicate} {r.object}" for r in p.relations) or "none"), highlight=False, markup=False)
     out.print(f"\n[bold]MoAI verbalization[/bold]\n{escape(record.verbalization.moai.strip())}", highlight=False)
     out.print(f"\n[bold]retrieval phrasing[/bold]\n{escape(record.verbalization.retrieval)}", highlight=False)
+    if record.verbalization.retrieval_ko:
+        out.print(escape(record.verbalization.retrieval_ko), highlight=False)
 
 
 DEMO_QUERIES = [

@@ -3,7 +3,8 @@
 An item is described by several expert *blocks*:
 
 - ``caption``: the text embedder on the retrieval verbalization (objects, counts, relations,
-  colours, tags, text): the language expert's view of all the auxiliary information;
+  colours, tags, text; with a Korean clause for a multilingual embedder): the language expert's
+  view of all the auxiliary information;
 - ``text``: the text embedder on the OCR text alone (absent when the image has none);
 - ``visual``: the image backbone's feature (the visual expert).
 

@@ -27,6 +27,7 @@ from indexer.mixture import Block, Layout, normalise_rows
 from indexer.packaged_models import INDEX_WORKERS, make_worker_thread
 from indexer.records import Verbalization
 from indexer.store import FileEntry, IndexConfig, NewItem, Store
+from indexer.verbalize import VERSION as VERBALIZATION_VERSION
 from indexer.verbalize import verbalize
 
 BATCH_SIZE = 16  # new items per commit
@@ -68,8 +69,10 @@ class Analyzer:
         )
 
     def versions(self) -> dict[str, str]:
-        """The version of every expert and encoder: an item analysed by other versions is stale."""
+        """The version of every expert, the verbalization and both encoders: an item analysed by
+        other versions is stale."""
         versions = {e.name: e.version for e in self.experts}
+        versions["verbalization"] = VERBALIZATION_VERSION
         versions["text_embedder"] = f"{self.text_embedder.name}/{self.text_embedder.version}"
         versions["backbone"] = f"{self.backbone.name}/{self.backbone.version}"
         return versions
@@ -80,10 +83,17 @@ class Analyzer:
             expert.run(analysis)
         return analysis
 
+    def caption(self, verbalization: Verbalization) -> str:
+        """What the caption block embeds: the retrieval description, and for a multilingual text
+        embedder the same in Korean (an English-only one reads Korean as noise)."""
+        if self.text_embedder.multilingual and verbalization.retrieval_ko:
+            return f"{verbalization.retrieval}\n{verbalization.retrieval_ko}"
+        return verbalization.retrieval
+
     def item_parts(self, analyses: Sequence[Analysis]) -> tuple[list[Verbalization], list[dict[str, np.ndarray | None]]]:
         """Verbalizations and per-block unit vectors for a batch of analysed images."""
         verbalizations = [verbalize(a.perception) for a in analyses]
-        captions = self.text_embedder.embed_passages([v.retrieval for v in verbalizations])
+        captions = self.text_embedder.embed_passages([self.caption(v) for v in verbalizations])
         with_text = [i for i, v in enumerate(verbalizations) if v.text]
         texts = self.text_embedder.embed_passages([verbalizations[i].text for i in with_text]) if with_text else []
         text_rows = dict(zip(with_text, texts))

@@ -63,6 +63,7 @@ class Verbalization(BaseModel):
 
     moai: str
     retrieval: str
+    retrieval_ko: str = ""  # the same facts in Korean, for Korean queries (multilingual embedders)
     text: str = ""  # the OCR text alone, embedded as its own block
 
 

@@ -14,7 +14,10 @@ import re
 from collections import Counter
 from typing import Sequence
 
+from indexer.lexicon import korean
 from indexer.records import Box, Perception, Relation, Verbalization
+
+VERSION = "moair-verbalize/2"  # change with any change to the phrasings (stored items become stale)
 
 MOAI_BOXES_HEADER = "The image includes bounding box coordinates and their objects: "
 MOAI_RELATIONS_HEADER = "The image includes relationships between objects: "
@@ -70,6 +73,11 @@ IRREGULAR_PLURALS = {
 _NUMBER_SUFFIX = re.compile(r" \(#\d+\)$")
 
 
+def without_number(name: str) -> str:
+    """MoAI's numbered name back to the label: 'horse (#2)' -> 'horse'."""
+    return _NUMBER_SUFFIX.sub("", name)
+
+
 def plural(noun: str) -> str:
     return IRREGULAR_PLURALS.get(noun, noun + "es" if noun.endswith(("s", "x", "ch", "sh")) else noun + "s")
 
@@ -91,8 +99,8 @@ def join_words(items: Sequence[str]) -> str:
 
 
 def relation_phrase(relation: Relation) -> str:
-    subject = _NUMBER_SUFFIX.sub("", relation.subject)
-    obj = _NUMBER_SUFFIX.sub("", relation.object)
+    subject = without_number(relation.subject)
+    obj = without_number(relation.object)
     target = f"another {obj}" if obj == subject else f"the {obj}"
     return f"{article(subject)} is {relation.predicate} {target}"
 
@@ -115,9 +123,28 @@ def retrieval_text(perception: Perception) -> str:
     return "; ".join(clauses)
 
 
+def korean_caption(perception: Perception) -> str:
+    """The retrieval description's Korean clause: objects with counters, relations, colours, tags."""
+    clauses = []
+    counts = Counter(d.label for d in perception.detections)
+    if counts:
+        clauses.append("사진 속 " + ", ".join(korean.counted(label, n) for label, n in counts.items()))
+    clauses.extend(
+        korean.relation_ko(without_number(r.subject), r.predicate, without_number(r.object))
+        for r in perception.relations[:4]
+    )
+    if perception.colors:
+        clauses.append("색 " + ", ".join(korean.COLOR_KO.get(c.name, c.name) for c in perception.colors))
+    tags = [korean.imagenet_ko().get(t.label) for t in perception.tags]
+    if any(tags):
+        clauses.append("보이는 것 " + ", ".join(t for t in tags if t))
+    return "; ".join(clauses)
+
+
 def verbalize(perception: Perception) -> Verbalization:
     return Verbalization(
         moai=moai_prompt(perception),
         retrieval=retrieval_text(perception),
+        retrieval_ko=korean_caption(perception),
         text="; ".join(line.text for line in perception.text),
     )

@@ -101,7 +101,7 @@ class Engine:
                 raise MoairError(f"query image: {e}") from None
         verbal = verbalize(analysis.perception) if analysis else None
         decision = gate(text, has_image=analysis is not None, image_has_text=bool(verbal and verbal.text))
-        wanted = {"caption": text or verbal.retrieval}
+        wanted = {"caption": text or self.analyzer.caption(verbal)}
         if decision.weights["text"] > 0:
             wanted["text"] = decision.text_for_ocr or (verbal.text if verbal else "")
         unique = list(dict.fromkeys(wanted.values()))  # a plain text query asks both blocks the same

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from indexer.lexicon import korean
 from indexer.records import ItemRecord, Perception
 from indexer.verbalize import IRREGULAR_PLURALS, count_phrase, relation_phrase
 
@@ -27,6 +28,19 @@ def _mentions(words: set[str], label: str) -> bool:
     return bool(words & set(label.lower().split()))
 
 
+_KOREAN_PARTICLES = "이가을를은는과와도의에로들"
+
+
+def _mentions_in_korean(query: str, korean_name: str | None) -> bool:
+    """Korean attaches particles to nouns (개가, 자전거를): a name matches at the start of a query
+    word; a one-syllable name (개, 말, 연) only alone or before a particle, so 말 is not 말하는."""
+    for word in (korean_name or "").split():
+        tail = "" if len(word) > 1 else f"(?:[{_KOREAN_PARTICLES}]|(?![가-힣]))"
+        if re.search(rf"(?<![가-힣]){re.escape(word)}{tail}", query):
+            return True
+    return False
+
+
 def evidence(item: ItemRecord, query_text: str | None, query_perception: Perception | None = None, limit: int = 6) -> list[str]:
     """Facts of ``item`` that the query mentions (or, for an image query, shares); when none
     match, the item's main facts, so a hit always says what it shows."""
@@ -34,14 +48,20 @@ def evidence(item: ItemRecord, query_text: str | None, query_perception: Percept
     words = _words(query_text or "")
     query_labels = {d.label for d in query_perception.detections} if query_perception else set()
     counts = Counter(d.label for d in p.detections)
-    matched = [count_phrase(label, n) for label, n in counts.items() if _mentions(words, label) or label in query_labels]
-    matched += [f"{relation_phrase(r)}" for r in p.relations if _mentions(words, r.subject) and _mentions(words, r.object)]
-    quoted_or_words = (query_text or "").lower()
-    matched += [
-        f"text '{line.text}'" for line in p.text if line.text.lower() in quoted_or_words or _words(line.text) & words
+    query = query_text or ""
+    matched = [
+        count_phrase(label, n)
+        for label, n in counts.items()
+        if _mentions(words, label) or label in query_labels or _mentions_in_korean(query, korean.COCO_KO.get(label))
     ]
+    matched += [f"{relation_phrase(r)}" for r in p.relations if _mentions(words, r.subject) and _mentions(words, r.object)]
+    matched += [f"text '{line.text}'" for line in p.text if line.text.lower() in query.lower() or _words(line.text) & words]
     matched += [f"{c.name} ({c.fraction:.0%})" for c in p.colors if c.name in words]
-    matched += [f"looks like {t.label}" for t in p.tags if _mentions(words, t.label)]
+    matched += [
+        f"looks like {t.label}"
+        for t in p.tags
+        if _mentions(words, t.label) or _mentions_in_korean(query, korean.imagenet_ko().get(t.label))
+    ]
     if matched:
         return list(dict.fromkeys(matched))[:limit]
     summary = [count_phrase(label, n) for label, n in counts.most_common(3)]

@@ -19,6 +19,21 @@ def test_korean_query_finds_the_cat(engine):
     assert top_names(engine.search("고양이", k=10), 3)[0] == "skimage-chelsea.png"  # 고양이 = cat
 
 
+@pytest.mark.parametrize(
+    "query, photo_stem, evidence",
+    [
+        ("기린과 얼룩말", "darknet-giraffe", {"two giraffes", "a zebra"}),  # giraffe and zebra
+        ("독수리", "darknet-eagle", {"looks like bald eagle"}),  # eagle: the Korean name of an ImageNet tag
+        ("말과 함께 있는 사람", "darknet-person", {"a horse", "a person"}),  # a person with a horse
+        ("개", "darknet-dog", {"a dog"}),  # dog (also a counter word, which the caption avoids)
+    ],
+)
+def test_korean_queries_meet_the_korean_caption(engine, query, photo_stem, evidence):
+    hits = engine.search(query, k=3)
+    assert top_names(hits, 1)[0].rsplit(".", 1)[0] == photo_stem
+    assert evidence <= set(hits[0].evidence)
+
+
 def test_counts_and_objects_rank_the_giraffe_photo_first(engine):
     assert top_names(engine.search("two giraffes and a zebra"), 1) == ["darknet-giraffe.jpg"]
 

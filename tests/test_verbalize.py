@@ -78,3 +78,29 @@ def test_retrieval_text_says_counts_relations_text_and_colours():
 def test_counts_use_irregular_plurals_and_digits_past_ten():
     people = [Detection(label="person", score=0.9, box=(0.0, 0.0, 0.1, 0.1))] * 12
     assert retrieval_text(perception(detections=people)).startswith("a photo of 12 people")
+
+
+def test_korean_clause_uses_counters_particles_and_korean_names():
+    from indexer.lexicon.korean import counted, subject_particle
+    from indexer.verbalize import korean_caption
+
+    assert [counted("dog", 1), counted("person", 5), counted("car", 12), counted("cup", 2), counted("tie", 1)] == [
+        "개 한 마리", "사람 다섯 명", "자동차 12대", "컵 둘", "넥타이 하나",  # not 개, which means dog
+    ]
+    assert (subject_particle("사람"), subject_particle("개")) == ("사람이", "개가")
+    p = perception(
+        detections=[
+            Detection(label="horse", score=0.9, box=(0.0, 0.5, 0.3, 1.0)),
+            Detection(label="horse", score=0.8, box=(0.6, 0.5, 0.9, 1.0)),
+            Detection(label="person", score=0.7, box=(0.3, 0.0, 0.6, 0.4)),
+        ],
+        relations=[Relation(subject="person", predicate="on", object="horse (#1)"),
+                   Relation(subject="horse (#1)", predicate="left of", object="horse (#2)")],
+        colors=[ColorShare(name="green", fraction=0.5)],
+        tags=[Tag(label="espresso", score=0.4), Tag(label="bald eagle", score=0.3)],
+    )
+    caption = korean_caption(p)
+    assert caption.startswith("사진 속 말 두 마리, 사람 한 명; 사람이 말 위에 있음; 말이 다른 말 왼쪽에 있음; 색 초록색; 보이는 것 ")
+    assert "에스프레소" in caption and "커피" in caption and "흰머리수리" in caption
+    assert verbalize(p).retrieval_ko == caption
+    assert korean_caption(perception()) == ""

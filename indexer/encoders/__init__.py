@@ -2,7 +2,8 @@
 
 Each is a registry; adding one is one file with a decorated class and one import line here.
 A text embedder provides ``name``, ``version``, ``dim``, ``unrelated_similarity``,
-``embed_queries(texts)`` and ``embed_passages(texts)``; a backbone provides ``name``,
+``multilingual`` (whether it reads the Korean caption), ``embed_queries(texts)`` and
+``embed_passages(texts)``; a backbone provides ``name``,
 ``version``, ``dim``, ``unrelated_similarity`` and ``embed(analyses)``. Outputs are
 L2-normalised float32 rows. ``unrelated_similarity`` is the typical cosine between unrelated
 inputs, which the mixture subtracts (see ``retriever.mixture``).

