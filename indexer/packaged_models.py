@@ -13,6 +13,7 @@ import functools
 import importlib.util
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -112,11 +113,15 @@ class EfficientNetLite:
     def __init__(self) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(
-            model_path=str(openpibo_model("efficientnet_lite3.tflite")),
-            num_threads=model_threads(),
-            experimental_preserve_all_tensors=True,
-        )
+        with warnings.catch_warnings():
+            # Keeping intermediate tensors is how the pooled feature is read; LiteRT warns that it
+            # is meant for debugging and costs memory (measured: 44 MiB resident instead of 28).
+            warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
+            self._interpreter = Interpreter(
+                model_path=str(openpibo_model("efficientnet_lite3.tflite")),
+                num_threads=model_threads(),
+                experimental_preserve_all_tensors=True,
+            )
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
