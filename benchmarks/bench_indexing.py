@@ -64,7 +64,8 @@ def stage_breakdown(engine: Engine, files: list[Path]) -> dict[str, float]:
             times[expert.name] += time.perf_counter() - started
         analyses.append(analysis)
     started = time.perf_counter()
-    engine.analyzer.item_parts(analyses)
+    for analysis in analyses:
+        engine.analyzer.describe(analysis)
     times["embed"] += time.perf_counter() - started
     # Baseline for the OCR stage: PP-OCR's own pipeline (detector at 736 px + recognition), which
     # the first version ran on every image its gate flagged.

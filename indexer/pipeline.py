@@ -25,7 +25,7 @@ from indexer.experts.base import Analysis
 from indexer.images import LoadedImage, content_hash, decode_image, is_image_path
 from indexer.mixture import Block, Layout, normalise_rows
 from indexer.packaged_models import INDEX_WORKERS, make_worker_thread
-from indexer.records import Verbalization
+from indexer.records import Entry, Perception, Verbalization
 from indexer.store import FileEntry, IndexConfig, NewItem, Store
 from indexer.verbalize import VERSION as VERBALIZATION_VERSION
 from indexer.verbalize import verbalize
@@ -84,25 +84,28 @@ class Analyzer:
         return analysis
 
     def caption(self, verbalization: Verbalization) -> str:
-        """What the caption block embeds: the retrieval description, and for a multilingual text
-        embedder the same in Korean (an English-only one reads Korean as noise)."""
-        if self.text_embedder.multilingual and verbalization.retrieval_ko:
-            return f"{verbalization.retrieval}\n{verbalization.retrieval_ko}"
-        return verbalization.retrieval
+        """What the caption block embeds: the text that came with the item, the retrieval
+        description, and for a multilingual text embedder the same in Korean (an English-only one
+        reads Korean as noise)."""
+        lines = [verbalization.given_text, verbalization.retrieval]
+        if self.text_embedder.multilingual:
+            lines.append(verbalization.retrieval_ko)
+        return "\n".join(line for line in lines if line)
 
-    def item_parts(self, analyses: Sequence[Analysis]) -> tuple[list[Verbalization], list[dict[str, np.ndarray | None]]]:
-        """Verbalizations and per-block unit vectors for a batch of analysed images."""
-        verbalizations = [verbalize(a.perception) for a in analyses]
-        captions = self.text_embedder.embed_passages([self.caption(v) for v in verbalizations])
-        with_text = [i for i, v in enumerate(verbalizations) if v.text]
-        texts = self.text_embedder.embed_passages([verbalizations[i].text for i in with_text]) if with_text else []
-        text_rows = dict(zip(with_text, texts))
-        visual = self.backbone.embed(analyses)
-        parts = [
-            {"caption": normalise_rows(captions[i]), "text": text_rows.get(i), "visual": visual[i]}
-            for i in range(len(analyses))
-        ]
-        return verbalizations, parts
+    def describe(
+        self, analysis: Analysis | None, given_text: str = ""
+    ) -> tuple[Verbalization, dict[str, np.ndarray | None]]:
+        """The verbalization and per-block unit vectors of one item: an analysed image, a given
+        text, or both. A block the item lacks is None."""
+        verbalization = verbalize(analysis.perception) if analysis else Verbalization(moai="", retrieval="")
+        verbalization.given_text = given_text
+        embed = self.text_embedder.embed_passages
+        parts: dict[str, np.ndarray | None] = {
+            "caption": normalise_rows(embed([self.caption(verbalization)])[0]),
+            "text": embed([verbalization.text])[0] if verbalization.text else None,
+            "visual": self.backbone.embed([analysis])[0] if analysis else None,
+        }
+        return verbalization, parts
 
 
 @dataclass
@@ -127,9 +130,14 @@ class IndexReport:
 
 @dataclass
 class _Work:
+    """One thing to index: a file (``path`` is the file, ``image`` the same), or an entry
+    (``path`` is its key; ``image`` and ``text`` are what it holds)."""
+
     path: str
     size: int
     mtime_ns: int
+    image: str | None
+    text: str | None = None
 
 
 @dataclass
@@ -171,27 +179,32 @@ def _worker_pool() -> ThreadPoolExecutor:
 
 
 def _process(work: _Work, known: Callable[[str], bool], analyzer: Analyzer, layout: Layout) -> _Processed:
-    """Read, hash, decode, analyse and embed one file (runs in a worker thread)."""
-    try:
-        with open(work.path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        return _Processed(work, error=f"cannot read file: {e.strerror or e}")
-    if not data:
-        return _Processed(work, error="empty file (0 bytes)")
-    digest = content_hash(data)
+    """Read, hash, decode, analyse and embed one file or entry (runs in a worker thread)."""
+    data = b""
+    if work.image is not None:
+        try:
+            with open(work.image, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            return _Processed(work, error=f"cannot read file: {e.strerror or e}")
+        if not data:
+            return _Processed(work, error="empty file (0 bytes)")
+    # An image file's hash is its bytes' hash; a given text is hashed in after them.
+    digest = content_hash(data + b"\0text\0" + work.text.encode() if work.text else data)
     if known(digest):
         return _Processed(work, digest=digest)
     try:
-        image = decode_image(data)
+        image = decode_image(data) if work.image is not None else None
     except ImageError as e:
         return _Processed(work, digest=digest, error=str(e))
     try:
-        analysis = analyzer.analyze(image)
-        (verbalization,), (parts,) = analyzer.item_parts([analysis])
+        analysis = analyzer.analyze(image) if image is not None else None
+        verbalization, parts = analyzer.describe(analysis, work.text or "")
     except Exception as e:  # one image must not stop the run
         return _Processed(work, digest=digest, error=f"analysis failed: {type(e).__name__}: {str(e)[:100]}")
-    item = NewItem(digest, analysis.perception, verbalization, layout.compose(parts), analyzer.versions())
+    modality = "image,text" if image is not None and work.text else "image" if image is not None else "text"
+    perception = analysis.perception if analysis else Perception(width=0, height=0)
+    item = NewItem(digest, perception, verbalization, layout.compose(parts), analyzer.versions(), modality)
     return _Processed(work, digest, item)
 
 
@@ -232,8 +245,46 @@ def index_paths(
         if bad and (bad[0].size, bad[0].mtime_ns) == (stat.st_size, stat.st_mtime_ns):
             report.skipped_before += 1
             continue
-        todo.append(_Work(str(f), stat.st_size, stat.st_mtime_ns))
+        todo.append(_Work(str(f), stat.st_size, stat.st_mtime_ns, image=str(f)))
+    _index_work(store, analyzer, todo, stale, report, progress, removed)
+    report.seconds = time.perf_counter() - started
+    return report
 
+
+def index_entries(
+    store: Store, analyzer: Analyzer, entries: Iterable[Entry], progress: ProgressCallback | None = None
+) -> IndexReport:
+    """Index entries (key, text and/or image). A key already in the index is unchanged (a key
+    names fixed content), unless its item was analysed by older model versions."""
+    started = time.perf_counter()
+    report = IndexReport()
+    stale = store.stale_items(analyzer.versions())
+    stale_keys = set(stale.values())
+    todo: list[_Work] = []
+    for entry in entries:
+        if store.file_state(entry.key) and entry.key not in stale_keys:
+            report.unchanged += 1
+            continue
+        if store.skipped_state(entry.key):
+            report.skipped_before += 1
+            continue
+        image = str(Path(entry.image).expanduser().absolute()) if entry.image else None
+        todo.append(_Work(entry.key, 0, 0, image=image, text=entry.text))
+    _index_work(store, analyzer, todo, stale, report, progress)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _index_work(
+    store: Store,
+    analyzer: Analyzer,
+    todo: Sequence[_Work],
+    stale: dict[str, str],
+    report: IndexReport,
+    progress: ProgressCallback | None,
+    removed: Sequence[str] = (),
+) -> None:
+    """Run ``todo`` through the workers and commit the results in order, in batches."""
     # Read by the workers (a stale read only costs a wasted analysis); written by this thread.
     known_hashes = store.content_hashes() - stale.keys()
     known = known_hashes.__contains__
@@ -296,5 +347,3 @@ def index_paths(
         flush()  # keep what was analysed before the interrupt
     finally:
         store.save()
-    report.seconds = time.perf_counter() - started
-    return report

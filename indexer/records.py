@@ -5,9 +5,13 @@ Boxes are ``[x0, y0, x1, y1]`` normalised to 0..1 by image width and height, as 
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 Box = tuple[float, float, float, float]
+Modality = Literal["image", "text", "image,text"]  # M-BEIR's names for what an item holds
 
 
 class Detection(BaseModel):
@@ -65,14 +69,29 @@ class Verbalization(BaseModel):
     retrieval: str
     retrieval_ko: str = ""  # the same facts in Korean, for Korean queries (multilingual embedders)
     text: str = ""  # the OCR text alone, embedded as its own block
+    given_text: str = ""  # text that came with the item (a caption, a passage), not read in the image
+
+
+class Entry(BaseModel):
+    """An item given by the caller instead of found as a file: a key that names fixed content,
+    and a text, an image file, or both (M-BEIR's text, image and image,text candidates)."""
+
+    key: str
+    text: str | None = None
+    image: Path | None = None
+
+    @property
+    def modality(self) -> Modality:
+        return "image,text" if self.text and self.image else "image" if self.image else "text"
 
 
 class ItemRecord(BaseModel):
-    """One indexed image as the store keeps it."""
+    """One indexed item (an image, a text, or both) as the store keeps it."""
 
     item_id: int
-    paths: list[str]
+    paths: list[str]  # file paths, or the keys of entries
     content_hash: str
+    modality: Modality = "image"
     perception: Perception
     verbalization: Verbalization
     expert_versions: dict[str, str]

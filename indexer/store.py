@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS items (
     verbalization TEXT NOT NULL,
     expert_versions TEXT NOT NULL,
     vector BLOB NOT NULL,
-    added_at REAL NOT NULL
+    added_at REAL NOT NULL,
+    modality TEXT NOT NULL DEFAULT 'image'  -- image, text or image,text
 );
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY,
@@ -86,6 +87,7 @@ class NewItem:
     verbalization: Verbalization
     vector: np.ndarray
     versions: dict[str, str]  # what produced it: expert and encoder versions
+    modality: str = "image"
 
 
 @dataclass
@@ -117,6 +119,10 @@ class Store:
         self._lock_file = None
         self._dirty = False
         self._search_index = None
+        # An index made before items could be texts has no modality column (all its items are
+        # images); a writer adds the column on open, a reader reads the constant.
+        has_modality = "modality" in {c[1] for c in db.execute("PRAGMA table_info(items)")}
+        self._modality_column = "modality" if has_modality else "'image'"
         if writable:
             self._take_lock()
         self._index = self._load_faiss()
@@ -163,6 +169,9 @@ class Store:
         config = IndexConfig.model_validate_json(row[0])
         if config.schema_version != SCHEMA_VERSION:
             raise MoairError(f"{path} uses index format {config.schema_version}; this moair reads format {SCHEMA_VERSION}")
+        if writable and "modality" not in {c[1] for c in db.execute("PRAGMA table_info(items)")}:
+            with db:  # indexes made before items could be texts hold images only
+                db.execute("ALTER TABLE items ADD COLUMN modality TEXT NOT NULL DEFAULT 'image'")
         return cls(path, db, config, writable)
 
     def _take_lock(self) -> None:
@@ -277,6 +286,11 @@ class Store:
         row = self._db.execute("SELECT item_id FROM files WHERE path = ?", (path,)).fetchone()
         return row[0] if row else None
 
+    def ids_with_modality(self, modality: str) -> np.ndarray:
+        """Ids of the items holding ``modality`` (image, text or image,text)."""
+        rows = self._db.execute(f"SELECT id FROM items WHERE {self._modality_column} = ?", (modality,))
+        return np.array([row[0] for row in rows], dtype=np.int64)
+
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         dim = self.config.layout.dim
         if not ids:
@@ -292,7 +306,8 @@ class Store:
         rows = {
             row[0]: row
             for row in self._db.execute(
-                f"SELECT id, content_hash, perception, verbalization, expert_versions FROM items WHERE id IN ({marks})",
+                f"SELECT id, content_hash, perception, verbalization, expert_versions, {self._modality_column}"
+                f" FROM items WHERE id IN ({marks})",
                 list(ids),
             )
         }
@@ -309,17 +324,24 @@ class Store:
                 perception=Perception.model_validate_json(rows[i][2]),
                 verbalization=Verbalization.model_validate_json(rows[i][3]),
                 expert_versions=json.loads(rows[i][4]),
+                modality=rows[i][5],
             )
             for i in ids
             if i in rows
         ]
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, item ids) per query row; ids are -1 past the end of a small index."""
+    def search(self, queries: np.ndarray, k: int, modality: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, item ids) per query row; ids are -1 past the end of a small index. With
+        ``modality``, only items of that modality are searched (a FAISS id selector)."""
         k = max(1, min(k, len(self))) if len(self) else 1
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if modality is not None:
+            allowed = self.ids_with_modality(modality)
+            selector = faiss.IDSelectorBatch(len(allowed), faiss.swig_ptr(allowed))
+            return self._index.search(queries, k, params=faiss.SearchParameters(sel=selector))
         if self._search_index is None:
             self._search_index = _on_gpu_if_available(self._index)
-        return self._search_index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return self._search_index.search(queries, k)
 
     # -- writing ---------------------------------------------------------------------------------
     def commit(
@@ -343,19 +365,20 @@ class Store:
                     _versions_json(item.versions),
                     np.ascontiguousarray(item.vector, dtype=np.float32).tobytes(),
                     now,
+                    item.modality,
                 )
                 item_id = self.item_id_for_hash(item.content_hash)
                 if item_id is None:
                     cursor = self._db.execute(
-                        "INSERT INTO items (perception, verbalization, expert_versions, vector, added_at, content_hash)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO items (perception, verbalization, expert_versions, vector, added_at, modality,"
+                        " content_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (*values, item.content_hash),
                     )
                     item_id = cursor.lastrowid
                 else:
                     self._db.execute(
                         "UPDATE items SET perception = ?, verbalization = ?, expert_versions = ?, vector = ?,"
-                        " added_at = ? WHERE id = ?",
+                        " added_at = ?, modality = ? WHERE id = ?",
                         (*values, item_id),
                     )
                     replaced_ids.append(item_id)

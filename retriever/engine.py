@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, get_args
 
 import numpy as np
 
@@ -18,13 +18,14 @@ from indexer.encoders import DEFAULT_BACKBONE, DEFAULT_TEXT_EMBEDDER
 from indexer.errors import ImageError, MoairError
 from indexer.images import load_image
 from indexer.mixture import gate
-from indexer.pipeline import Analyzer, IndexReport, ProgressCallback, index_paths
-from indexer.records import ItemRecord, SearchHit
+from indexer.pipeline import Analyzer, IndexReport, ProgressCallback, index_entries, index_paths
+from indexer.records import Entry, ItemRecord, Modality, SearchHit
 from indexer.store import Store, is_index_dir
 from indexer.verbalize import verbalize
 from retriever.evidence import evidence
 
 MAX_K = 1000
+MODALITIES = get_args(Modality)
 
 
 class Engine:
@@ -79,10 +80,20 @@ class Engine:
             paths = [paths]
         return index_paths(self._writable(), self.analyzer, paths, progress=progress, prune=prune)
 
+    def add_entries(self, entries: Iterable[Entry], progress: ProgressCallback | None = None) -> IndexReport:
+        """Index items that are not photo files: each has a key (reported as its path in hits), a
+        text, an image file, or both. A key already indexed is not analysed again."""
+        return index_entries(self._writable(), self.analyzer, entries, progress=progress)
+
     def search(
-        self, text: str | None = None, image: str | Path | bytes | None = None, k: int = 10
+        self,
+        text: str | None = None,
+        image: str | Path | bytes | None = None,
+        k: int = 10,
+        modality: Modality | None = None,
     ) -> list[SearchHit]:
-        """Top-``k`` images for a text query, an image query, or both (image + text)."""
+        """Top-``k`` items for a text query, an image query, or both (image + text). With
+        ``modality`` ("image", "text" or "image,text"), only items holding exactly that are searched."""
         if text is not None and not isinstance(text, str):
             raise MoairError(f"query text must be a string, not {type(text).__name__}")
         text = text.strip() if text else None
@@ -90,6 +101,8 @@ class Engine:
             raise MoairError("give a text query, an image query, or both")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise MoairError(f"k must be a whole number from 1 to {MAX_K}, got {k!r}")
+        if modality is not None and modality not in MODALITIES:
+            raise MoairError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
         if len(self.store) == 0:
             return []
 
@@ -110,7 +123,7 @@ class Engine:
         parts["visual"] = self.analyzer.backbone.embed([analysis])[0] if analysis else None
         layout = self.store.config.layout
         query = layout.compose(parts, decision.weights)
-        scores, ids = self.store.search(query[None], k)
+        scores, ids = self.store.search(query[None], k, modality=modality)
         found = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0]
         item_ids = [i for _, i in found]
         contributions = layout.contributions(query, self.store.vectors(item_ids))
