@@ -7,7 +7,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import typer
 from rich.console import Console
@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from indexer.errors import MoairError
-from indexer.pipeline import IndexReport
+from indexer.pipeline import IndexReport, ProgressCallback
 from indexer.records import SearchHit
 
 app = typer.Typer(
@@ -33,15 +33,30 @@ JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON ins
 
 
 @contextmanager
-def _progress(enabled: bool, label: str) -> Iterator:
-    """A progress bar with ETA on stderr when it is a terminal; a no-op callback otherwise."""
+def _progress_bars(enabled: bool) -> Iterator[Callable[[str], Optional[ProgressCallback]]]:
+    """Progress bars with ETA on stderr when it is a terminal: ``new_bar(label)`` gives the
+    callback(done, total) of a new bar; without a terminal (or when disabled), None."""
     if not enabled or not err.is_terminal:
-        yield None
+        yield lambda label: None
         return
-    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-    with Progress(*columns, console=err, transient=False) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+    columns = [
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=err, transient=False) as bars:
+
+        def new_bar(label: str) -> ProgressCallback:
+            task = bars.add_task(label, total=None)
+            return lambda done, total: bars.update(task, completed=done, total=total)
+
+        yield new_bar
+
+
+@contextmanager
+def _progress(enabled: bool, label: str) -> Iterator[Optional[ProgressCallback]]:
+    """One progress bar (see ``_progress_bars``)."""
+    with _progress_bars(enabled) as new_bar:
+        yield new_bar(label)
 
 
 def _report_dict(report: IndexReport, items: int) -> dict:
@@ -205,6 +220,52 @@ def demo(
                 _print_hits(hits)
     if as_json:
         print(json.dumps({"index": str(index_path), "report": _report_dict(report, len(results)), "searches": results}, ensure_ascii=False))
+
+
+eval_app = typer.Typer(help="Measure retrieval quality on a benchmark.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("mbeir")
+def eval_mbeir(
+    root: Path = typer.Option(..., "--root", help="The M-BEIR folder (query/, cand_pool/, qrels/, instructions/, mbeir_images/)."),
+    work: Path = typer.Option(..., "--work", help="Where pool indexes, rankings and results are kept; a rerun resumes from it."),
+    split: str = typer.Option("test", "--split", help="Query split: test, val or train."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated tasks, e.g. mscoco_task0,cirr_task7 (default: UniIR's 16)."),
+    pool: str = typer.Option("local", "--pool", help="local: each task's own pool (M-BEIR_local); global: the union pool."),
+    ks: Optional[str] = typer.Option(None, "--k", help="Comma-separated k for Recall@k (default: 1,5,10; 10,20,50 for the fashion sets)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results JSON here."),
+    run_file: Optional[Path] = typer.Option(None, "--run-file", help="Also write the TREC run file here."),
+    no_instruct: bool = typer.Option(False, "--no-instruct", help="Embed queries without UniIR's task instructions."),
+) -> None:
+    """Recall@k on M-BEIR, computed as UniIR computes it (a hit rate per query, averaged per task
+    and over tasks). Writes WORK/mbeir-SPLIT-POOL.{json,md,run} and prints the table."""
+    from retriever.mbeir.data import EVALUATED_TASKS
+    from retriever.mbeir.evaluate import evaluate
+
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else EVALUATED_TASKS
+    try:
+        k_list = [int(k) for k in ks.split(",")] if ks else None
+    except ValueError:
+        raise MoairError(f"--k takes whole numbers separated by commas, e.g. 1,5,10 (got {ks!r})") from None
+    if k_list is not None and not all(k >= 1 for k in k_list):
+        raise MoairError("--k values must be 1 or more")
+    Path(work).mkdir(parents=True, exist_ok=True)
+    with _progress_bars(True) as new_bar:
+        result = evaluate(root, work, split, task_list, pool, k_list, not no_instruct, progress=new_bar)
+    stem = Path(work) / f"mbeir-{split}-{pool}"
+    results_json = json.dumps(result.to_json(), indent=2)
+    stem.with_suffix(".json").write_text(results_json)
+    stem.with_suffix(".md").write_text(result.to_markdown())
+    result.write_run_file(stem.with_suffix(".run"))
+    if json_out:
+        json_out.write_text(results_json)
+    if run_file:
+        result.write_run_file(run_file)
+    for pool_file, report in result.pool_reports.items():
+        for key, reason in report.skipped:
+            err.print(f"[yellow]skipped candidate[/yellow] {escape(key)} ({escape(pool_file)}): {escape(reason)}", soft_wrap=True)
+    out.print(result.to_markdown(), highlight=False, markup=False)
 
 
 def main() -> None:

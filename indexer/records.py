@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 Box = tuple[float, float, float, float]
 Modality = Literal["image", "text", "image,text"]  # M-BEIR's names for what an item holds
@@ -79,6 +79,12 @@ class Entry(BaseModel):
     key: str
     text: str | None = None
     image: Path | None = None
+
+    @model_validator(mode="after")
+    def _holds_something(self) -> "Entry":
+        if not self.text and self.image is None:
+            raise ValueError(f"entry {self.key!r} has neither a text nor an image")
+        return self
 
     @property
     def modality(self) -> Modality:
