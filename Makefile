@@ -19,6 +19,7 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_indexing.py
 	$(BIN)/python benchmarks/bench_text_embedders.py
+	$(BIN)/python benchmarks/bench_quality.py
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, get_args
+from typing import Iterable, Sequence, get_args
 
 import numpy as np
 
 from indexer.encoders import DEFAULT_BACKBONE, DEFAULT_TEXT_EMBEDDER
 from indexer.errors import ImageError, MoairError
+from indexer.experts import DEFAULT_EXPERTS
 from indexer.images import load_image
 from indexer.mixture import gate
 from indexer.pipeline import Analyzer, IndexReport, ProgressCallback, index_entries, index_paths
@@ -42,16 +43,18 @@ class Engine:
         create: bool = False,
         text_embedder: str = DEFAULT_TEXT_EMBEDDER,
         backbone: str = DEFAULT_BACKBONE,
+        experts: Sequence[str] = DEFAULT_EXPERTS,
     ) -> "Engine":
         """Open the index at ``path``; with ``create``, make a new one there if none exists.
-        ``text_embedder`` and ``backbone`` apply to a new index; an existing one keeps its own."""
+        ``text_embedder``, ``backbone`` and ``experts`` apply to a new index; an existing one
+        keeps its own."""
         path = Path(path).expanduser()
         if is_index_dir(path):
             store = Store.open(path, writable=create)
             return cls(store, Analyzer.for_index(store.config))
         if not create:
             Store.open(path)  # raises the right message for a missing or foreign path
-        analyzer = Analyzer(text_embedder=text_embedder, backbone=backbone)
+        analyzer = Analyzer(experts=experts, text_embedder=text_embedder, backbone=backbone)
         return cls(Store.create(path, analyzer.index_config()), analyzer)
 
     def close(self) -> None:

@@ -215,3 +215,28 @@ def test_task_names_and_pool_paths(tmp_path):
     assert layout.union_pool("test").name == "mbeir_union_test_cand_pool.jsonl"
     with pytest.raises(Exception, match="unknown M-BEIR task 'coco_task0'"):
         TaskName.parse("coco_task0")
+
+
+def test_the_quality_benchmark_set_is_valid_mbeir(tmp_path):
+    """benchmarks/bench_quality.py's set loads with the M-BEIR reader; every positive is in its pool."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    from bench_quality import build_set
+
+    types = build_set(tmp_path / "M-BEIR")
+    layout = Layout(tmp_path / "M-BEIR")
+    seen = set()
+    for name in ("mscoco_task0", "nights_task4", "cirr_task7"):
+        task = TaskName.parse(name)
+        pool = {c.did: c for c in read_jsonl(layout.local_pool(task, "test"), Candidate)}
+        queries = read_jsonl(layout.queries(task, "test"), Query)
+        judged = read_qrels(layout.qrels(task, "test"))
+        for q in queries:
+            assert q.pos_cand_list and all(did in pool for did in q.pos_cand_list)
+            assert judged.relevant[q.qid] == q.pos_cand_list
+            for path in (q.query_img_path, *(pool[d].img_path for d in q.pos_cand_list)):
+                assert path is None or (layout.root / path).is_file()
+            seen.add(q.qid)
+    assert seen == set(types) and len(types) == 35

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from indexer.errors import MoairError
+from indexer.experts import DEFAULT_EXPERTS
 from indexer.pipeline import IndexReport, ProgressCallback
 from indexer.records import Entry
 from retriever.engine import MAX_K, Engine
@@ -81,13 +82,15 @@ def evaluate(
     ks: Sequence[int] | None = None,
     instruct: bool = True,
     progress: Progress = lambda label: None,
+    experts: Sequence[str] = DEFAULT_EXPERTS,
 ) -> EvalResult:
     """Recall@k per (dataset, task) and averaged, UniIR's way. ``pool``: "local" (each task's own
-    pool, M-BEIR_local) or "global" (the union pool); ``ks`` defaults to each task's UniIR list."""
+    pool, M-BEIR_local) or "global" (the union pool); ``ks`` defaults to each task's UniIR list;
+    ``experts`` are the perception experts of new pool indexes (an ablation drops one)."""
     if pool not in ("local", "global"):
         raise MoairError(f"pool must be local or global, got {pool!r}")
     task_names = [TaskName.parse(name) for name in tasks]  # every name checked before any work
-    run = _Evaluation(Layout(Path(root)), Path(work), split, pool, instruct, progress)
+    run = _Evaluation(Layout(Path(root)), Path(work), split, pool, instruct, progress, experts)
     with run.engines:
         for task in task_names:
             run.evaluate_task(task, sorted(set(ks or task.ks)))
@@ -98,8 +101,11 @@ def evaluate(
 class _Evaluation:
     """One ``evaluate`` call: the open pool indexes and the results so far."""
 
-    def __init__(self, layout: Layout, work: Path, split: str, pool: str, instruct: bool, progress: Progress) -> None:
+    def __init__(
+        self, layout: Layout, work: Path, split: str, pool: str, instruct: bool, progress: Progress, experts: Sequence[str]
+    ) -> None:
         self.layout, self.work, self.split, self.pool, self.progress = layout, work, split, pool, progress
+        self.experts = experts
         self.instructions = read_instructions(layout.instructions()) if instruct else None
         self.result = EvalResult(tasks=[], average={})
         self.engines = ExitStack()
@@ -127,7 +133,8 @@ class _Evaluation:
     def engine_for(self, pool_file: Path, candidates: dict[str, Candidate]) -> Engine:
         """The pool's index, brought up to date once per run (candidates already in it are skipped)."""
         if pool_file not in self._open:
-            engine = self.engines.enter_context(Engine.open(self.work / "pools" / f"{pool_file.stem}.moair", create=True))
+            index = self.work / "pools" / f"{pool_file.stem}.moair"
+            engine = self.engines.enter_context(Engine.open(index, create=True, experts=self.experts))
             entries = [self.entry(c) for c in candidates.values()]
             self.result.pool_reports[str(pool_file)] = engine.add_entries(entries, self.progress(f"indexing {pool_file.stem}"))
             self._open[pool_file] = engine
