@@ -8,7 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from api.cli import app
-from retriever.mbeir.data import read_jsonl, Candidate
+from retriever.mbeir.data import Candidate, read_jsonl
 from retriever.mbeir.evaluate import evaluate
 
 PHOTOS = {"9:1": "dog", "9:2": "chelsea", "9:3": "giraffe", "9:4": "horses", "9:5": "eagle", "9:6": "kite", "9:7": "coffee"}
@@ -132,3 +132,19 @@ def test_a_missing_query_image_is_a_clear_error(mbeir_root, tmp_path):
     (broken / "mbeir_images/samples/crop-1.jpg").unlink()
     with pytest.raises(Exception, match=r"mbeir_nights_task4_test.jsonl: query 4:1: query image: .*not found"):
         evaluate(broken, tmp_path / "work", tasks=["nights_task4"])
+
+
+def test_an_interrupted_pool_index_is_completed_not_rebuilt(mbeir_root, tmp_path):
+    """What a killed run leaves (a pool index with some candidates committed) is reused."""
+    from indexer.records import Entry
+    from retriever import Engine
+
+    work = tmp_path / "work"
+    pool_file = mbeir_root / "cand_pool/local/mbeir_mscoco_task0_test_cand_pool.jsonl"
+    candidates = read_jsonl(pool_file, Candidate)
+    with Engine.open(work / "pools" / f"{pool_file.stem}.moair", create=True) as engine:
+        engine.add_entries([Entry(key=c.did, image=mbeir_root / c.img_path) for c in candidates[:3]])
+    result = evaluate(mbeir_root, work, tasks=["mscoco_task0"])
+    report = result.pool_reports[str(pool_file)]
+    assert (report.unchanged, report.added) == (3, len(candidates) - 3)
+    assert result.tasks[0].recall["Recall@5"] == 100.0

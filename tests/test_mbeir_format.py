@@ -160,6 +160,9 @@ def test_query_text_is_uniirs_instruction_plus_text(mbeir_root):
     text_query, image_query, oven_query = queries
     assert candidate_modality(text_query, pool) == "image"
     assert candidate_modality(oven_query, pool) == "image,text"  # its own dataset's positive, not InfoSeek's
+    assert candidate_modality(oven_query, {}, TaskName.parse("oven_task8")) == "image,text"  # positives not in the pool
+    with pytest.raises(Exception, match="none of its positives is in the candidate pool"):
+        candidate_modality(oven_query, {})
     assert query_text(text_query, instruction_for(text_query, "image", instructions)) == (
         "Identify the image showcasing the described everyday scene. A dog next to a bicycle."
     )

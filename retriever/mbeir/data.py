@@ -207,13 +207,16 @@ def format_string(text: str | None) -> str:
     return text
 
 
-def candidate_modality(query: Query, pool: dict[str, Candidate]) -> str:
+def candidate_modality(query: Query, pool: dict[str, Candidate], task: TaskName | None = None) -> str:
     """The task's candidate modality: that of the query's first positive from its own dataset
-    (OVEN and InfoSeek queries also list positives from the other dataset)."""
+    (OVEN and InfoSeek queries also list positives from the other dataset). UniIR looks positives
+    up in the union pool; when the searched pool lacks them, the task's definition says it."""
     own = [did for did in query.pos_cand_list if dataset_of(did) == query.dataset_id] or query.pos_cand_list
     for did in own:
         if did in pool:
             return pool[did].modality
+    if task is not None:
+        return TASK_MODALITIES[task.task_id][1]
     raise MoairError(f"query {query.qid}: none of its positives is in the candidate pool")
 
 

@@ -124,7 +124,7 @@ class _Evaluation:
             ranked = {qid: [(did, score) for did, score in hits] for qid, hits in json.loads(cached.read_text()).items()}
         else:
             engine = self.engine_for(pool_file, candidates)
-            ranked = self.rank(engine, query_file, queries, candidates, depth, self.progress(str(task)))
+            ranked = self.rank(engine, task, query_file, queries, candidates, depth, self.progress(str(task)))
             _write_atomically(cached, json.dumps(ranked))
         recall = recall_at_ks({qid: [did for did, _ in hits] for qid, hits in ranked.items()}, qrels, ks)
         self.result.tasks.append(TaskScore(task.dataset, task.task_id, self.pool, len(queries), recall))
@@ -151,6 +151,7 @@ class _Evaluation:
     def rank(
         self,
         engine: Engine,
+        task: TaskName,
         query_file: Path,
         queries: list[Query],
         candidates: dict[str, Candidate],
@@ -160,7 +161,7 @@ class _Evaluation:
         """The top ``depth`` (did, score) of every query, searched within its task's candidate modality."""
         ranked = {}
         for done, query in enumerate(queries, start=1):
-            modality = candidate_modality(query, candidates)
+            modality = candidate_modality(query, candidates, task)
             instruction = instruction_for(query, modality, self.instructions) if self.instructions is not None else None
             text = query_text(query, instruction) or None
             image = self.layout.root / query.query_img_path if query.query_img_path else None
