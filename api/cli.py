@@ -1,4 +1,4 @@
-"""The ``moair`` command line: index, search, inspect, demo."""
+"""The ``moair`` command line: index, search, stats, inspect, demo, eval."""
 
 from __future__ import annotations
 
@@ -139,6 +139,11 @@ def search(
     index_path: Path = IndexOption,
     image: Optional[Path] = typer.Option(None, "--image", help="Query image (alone, or with the text for image + text search)."),
     k: int = typer.Option(10, "-k", "--k", min=1, max=1000, help="Number of results."),
+    min_score: Optional[float] = typer.Option(None, "--min-score", help="Drop hits scoring below this."),
+    max_drop: Optional[float] = typer.Option(
+        None, "--max-drop", help="End the list where the score falls by more than this from one hit to the next."
+    ),
+    modality: Optional[str] = typer.Option(None, "--modality", help="Only items that are image, text or image,text."),
     as_json: bool = JsonOption,
 ) -> None:
     """Search an index by text, by image, or both. Each hit shows its score, the per-expert
@@ -146,11 +151,47 @@ def search(
     from retriever import Engine
 
     with Engine.open(index_path) as engine:
-        hits = engine.search(query, image=image, k=k)
+        hits = engine.search(query, image=image, k=k, modality=modality, min_score=min_score, max_drop=max_drop)
     if as_json:
         print(json.dumps([h.model_dump() for h in hits], ensure_ascii=False))
     else:
         _print_hits(hits)
+
+
+@app.command()
+def stats(index_path: Path = IndexOption, as_json: bool = JsonOption) -> None:
+    """What an index holds (items by kind, files, skipped files) and how it searches (index type,
+    memory, expected recall against exact search)."""
+    from retriever import Engine
+
+    with Engine.open(index_path) as engine:
+        info = engine.stats()
+    if as_json:
+        print(info.model_dump_json())
+        return
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(info.items_by_modality.items())) or "none"
+    rows = [
+        ("items", f"{info.items} ({kinds})"),
+        ("paths and keys", str(info.paths)),
+        ("skipped (bad files)", str(info.skipped)),
+        ("index type", f"{info.index_type}, {info.dim} dimensions, {'exact' if info.exact else 'approximate'} search"),
+        ("recall estimate", f"{info.recall_estimate:.3f} of exact search"),
+        ("memory (vectors)", _size(info.vector_bytes)),
+        ("on disk", f"{_size(info.faiss_file_bytes)} FAISS, {_size(info.database_bytes)} SQLite"),
+        ("models", f"{info.text_embedder}, {info.backbone}; experts {', '.join(info.experts)}"),
+    ]
+    table = Table(show_header=False)
+    for name, value in rows:
+        table.add_row(name, escape(value))
+    out.print(table)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
 
 
 @app.command()

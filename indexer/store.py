@@ -38,6 +38,7 @@ DB_NAME = "moair.sqlite"
 FAISS_NAME = "vectors.faiss"
 LOCK_NAME = "lock"
 BUILDING_SUFFIX = ".building"
+INDEX_FACTORY = "IDMap2,Flat"  # exact inner-product search over item ids
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -76,6 +77,26 @@ class IndexConfig(BaseModel):
     experts: dict[str, str]  # name -> version
     layout: Layout
     created_at: float
+
+
+class IndexStats(BaseModel):
+    """What an index holds and how it searches."""
+
+    path: str
+    items: int
+    paths: int  # files and entry keys pointing at items
+    items_by_modality: dict[str, int]
+    skipped: int  # bad files and entries remembered
+    index_type: str  # a faiss index_factory string
+    dim: int
+    exact: bool  # exhaustive search: every query sees every item
+    recall_estimate: float  # expected Recall@k against exact search
+    vector_bytes: int  # FAISS's vectors in memory
+    faiss_file_bytes: int
+    database_bytes: int
+    text_embedder: str
+    backbone: str
+    experts: dict[str, str]
 
 
 @dataclass
@@ -198,7 +219,7 @@ class Store:
 
     # -- FAISS cache -----------------------------------------------------------------------------
     def _empty_index(self) -> faiss.Index:
-        return faiss.index_factory(self.config.layout.dim, "IDMap2,Flat", faiss.METRIC_INNER_PRODUCT)
+        return faiss.index_factory(self.config.layout.dim, INDEX_FACTORY, faiss.METRIC_INNER_PRODUCT)
 
     def _load_faiss(self) -> faiss.Index:
         index = None
@@ -342,6 +363,27 @@ class Store:
         if self._search_index is None:
             self._search_index = _on_gpu_if_available(self._index)
         return self._search_index.search(queries, k)
+
+    def stats(self) -> IndexStats:
+        by_modality = dict(self._db.execute(f"SELECT {self._modality_column}, COUNT(*) FROM items GROUP BY 1"))
+        files = {name: (self.path / name).stat().st_size if (self.path / name).exists() else 0 for name in (FAISS_NAME, DB_NAME)}
+        return IndexStats(
+            path=str(self.path),
+            items=len(self),
+            paths=self.file_count(),
+            items_by_modality=by_modality,
+            skipped=self._db.execute("SELECT COUNT(*) FROM skipped").fetchone()[0],
+            index_type=INDEX_FACTORY,
+            dim=self.config.layout.dim,
+            exact=True,
+            recall_estimate=1.0,
+            vector_bytes=len(self) * self.config.layout.dim * 4,
+            faiss_file_bytes=files[FAISS_NAME],
+            database_bytes=files[DB_NAME],
+            text_embedder=self.config.text_embedder,
+            backbone=self.config.backbone,
+            experts=self.config.experts,
+        )
 
     # -- writing ---------------------------------------------------------------------------------
     def commit(

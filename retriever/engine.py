@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterable, Sequence, get_args
 
@@ -21,7 +22,7 @@ from indexer.images import load_image
 from indexer.mixture import gate
 from indexer.pipeline import Analyzer, IndexReport, ProgressCallback, index_entries, index_paths
 from indexer.records import Entry, ItemRecord, Modality, SearchHit
-from indexer.store import Store, is_index_dir
+from indexer.store import IndexStats, Store, is_index_dir
 from indexer.verbalize import verbalize
 from retriever.evidence import evidence
 
@@ -94,9 +95,13 @@ class Engine:
         image: str | Path | bytes | None = None,
         k: int = 10,
         modality: Modality | None = None,
+        min_score: float | None = None,
+        max_drop: float | None = None,
     ) -> list[SearchHit]:
         """Top-``k`` items for a text query, an image query, or both (image + text). With
-        ``modality`` ("image", "text" or "image,text"), only items holding exactly that are searched."""
+        ``modality`` ("image", "text" or "image,text"), only items holding exactly that are searched.
+        ``min_score`` drops hits scoring below it; ``max_drop`` ends the list at the first score
+        that falls more than that below the hit before it (a score-gap cut)."""
         if text is not None and not isinstance(text, str):
             raise MoairError(f"query text must be a string, not {type(text).__name__}")
         text = text.strip() if text else None
@@ -106,6 +111,11 @@ class Engine:
             raise MoairError(f"k must be a whole number from 1 to {MAX_K}, got {k!r}")
         if modality is not None and modality not in MODALITIES:
             raise MoairError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
+        for name, value in (("min_score", min_score), ("max_drop", max_drop)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+                raise MoairError(f"{name} must be a number, got {value!r}")
+        if max_drop is not None and max_drop < 0:
+            raise MoairError(f"max_drop must be 0 or more, got {max_drop!r}")
         if len(self.store) == 0:
             return []
 
@@ -127,7 +137,7 @@ class Engine:
         layout = self.store.config.layout
         query = layout.compose(parts, decision.weights)
         scores, ids = self.store.search(query[None], k, modality=modality)
-        found = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+        found = cut_by_score([(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0], min_score, max_drop)
         item_ids = [i for _, i in found]
         contributions = layout.contributions(query, self.store.vectors(item_ids))
         records = {r.item_id: r for r in self.store.items(item_ids)}
@@ -147,6 +157,10 @@ class Engine:
             )
         return hits
 
+    def stats(self) -> IndexStats:
+        """What the index holds and how it searches."""
+        return self.store.stats()
+
     def inspect(self, path_or_id: str | int) -> ItemRecord:
         """The stored perception and verbalizations of one item, by file path or item id."""
         item_id = None
@@ -158,3 +172,18 @@ class Engine:
         if not records:
             raise MoairError(f"{path_or_id} is not in the index")
         return records[0]
+
+
+def cut_by_score(
+    found: list[tuple[float, int]], min_score: float | None, max_drop: float | None
+) -> list[tuple[float, int]]:
+    """(score, id) pairs, best first, kept while at or above ``min_score`` and until the first
+    fall of more than ``max_drop`` from one hit to the next. Works on any index's ranking."""
+    kept: list[tuple[float, int]] = []
+    for score, item_id in found:
+        if min_score is not None and score < min_score:
+            break
+        if max_drop is not None and kept and kept[-1][0] - score > max_drop:
+            break
+        kept.append((score, item_id))
+    return kept

@@ -39,9 +39,19 @@ def test_index_search_inspect_round_trip(tmp_path, photo_dir, photo):
     human = run("inspect", folder / "darknet-dog.jpg", "--index", index).stdout
     assert "MoAI verbalization" in human and "dog" in human
 
+    floor = hits[1]["score"]
+    kept = json.loads(run("search", "a dog", "--index", index, "--min-score", floor, "--json").stdout)
+    assert [h["score"] for h in kept] == [h["score"] for h in hits if h["score"] >= floor]
+    only_text = json.loads(run("search", "a dog", "--index", index, "--modality", "text", "--json").stdout)
+    assert only_text == []  # the index holds photos only
+
+    stats = json.loads(run("stats", "--index", index, "--json").stdout)
+    assert (stats["items"], stats["items_by_modality"], stats["index_type"]) == (4, {"image": 4}, "IDMap2,Flat")
+    assert "exact search" in run("stats", "--index", index).stdout
+
 
 def test_help_explains_each_command():
-    for command in ("index", "search", "inspect", "demo"):
+    for command in ("index", "search", "stats", "inspect", "demo"):
         text = run(command, "--help").stdout
         assert "--index" in text or command == "demo"
         assert "--json" in text

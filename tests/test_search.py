@@ -116,3 +116,37 @@ def test_minilm_text_embedder_builds_a_working_index(tmp_path, photo_dir):
         assert engine.store.config.text_embedder == "minilm"
         assert engine.search("a dog", k=3)[0].path.endswith("darknet-dog.jpg")
         assert engine.search("a giraffe", k=3)[0].path.endswith("darknet-giraffe.jpg")
+
+
+def test_cut_by_score_keeps_hits_above_the_floor_and_before_the_first_big_drop():
+    from retriever.engine import cut_by_score
+
+    ranked = [(0.9, 1), (0.85, 2), (0.5, 3), (0.45, 4), (0.1, 5)]
+    assert cut_by_score(ranked, None, None) == ranked
+    assert [i for _, i in cut_by_score(ranked, 0.45, None)] == [1, 2, 3, 4]
+    assert [i for _, i in cut_by_score(ranked, None, 0.2)] == [1, 2]  # 0.85 -> 0.5 falls by 0.35
+    assert [i for _, i in cut_by_score(ranked, 0.6, 0.5)] == [1, 2]
+    assert cut_by_score(ranked, 0.95, None) == []
+
+
+def test_min_score_and_max_drop_on_real_searches(engine):
+    hits = engine.search("a dog", k=20)
+    floor = hits[2].score
+    assert [h.item_id for h in engine.search("a dog", k=20, min_score=floor)] == [
+        h.item_id for h in hits if h.score >= floor
+    ]
+    assert all(h.score >= floor for h in engine.search("a dog", k=20, min_score=floor))
+    cut = engine.search("a dog", k=20, max_drop=0.0)
+    assert len(cut) < len(hits) and cut[0].item_id == hits[0].item_id
+    with pytest.raises(Exception, match="max_drop must be 0 or more"):
+        engine.search("a dog", max_drop=-0.1)
+    with pytest.raises(Exception, match="min_score must be a number"):
+        engine.search("a dog", min_score="high")
+
+
+def test_stats_describe_the_index(engine):
+    info = engine.stats()
+    assert (info.items, info.paths, info.items_by_modality, info.skipped) == (20, 20, {"image": 20}, 0)
+    assert info.index_type == "IDMap2,Flat" and info.exact and info.recall_estimate == 1.0
+    assert info.vector_bytes == 20 * info.dim * 4 and info.faiss_file_bytes > info.vector_bytes
+    assert list(info.experts) == ["detection", "tags", "ocr", "colors", "relations"]
