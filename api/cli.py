@@ -129,11 +129,12 @@ def index(
     text_embedder: str = typer.Option("e5-small", help="Text embedder for a new index: e5-small (multilingual) or minilm (English)."),
     backbone: str = typer.Option(
         "efficientnet-lite3",
-        help="Visual expert for a new index: efficientnet-lite3 (packaged, CPU), clip (a local CLIP or SigLIP checkpoint) or "
-        "e5v (a local E5-V / LLaVA-NeXT checkpoint); with clip and e5v, text queries reach the image space too.",
+        help="Visual expert for a new index: efficientnet-lite3 (packaged, CPU), clip (a local CLIP or SigLIP checkpoint), "
+        "e5v (a local E5-V / LLaVA-NeXT checkpoint) or moai (a local MoAI-7B checkpoint, fed with the experts' verbalization); "
+        "with a checkpoint backbone, text queries reach the image space too.",
     ),
     checkpoint: Optional[Path] = typer.Option(
-        None, "--checkpoint", help="The checkpoint folder for --backbone clip or e5v (config.json, *.safetensors, tokenizer and preprocessor files)."
+        None, "--checkpoint", help="The checkpoint folder for --backbone clip, e5v or moai (config.json, *.safetensors, tokenizer and preprocessor files)."
     ),
     expert: List[str] = typer.Option(
         [], "--expert", help="Another perception expert from a local checkpoint folder, as NAME=DIR: owlv2 (open-world "

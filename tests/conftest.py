@@ -115,3 +115,11 @@ def tiny_mask2former(tmp_path_factory) -> Path:
     from tiny_models import make_tiny_mask2former
 
     return make_tiny_mask2former(tmp_path_factory.mktemp("tiny-mask2former"))
+
+
+@pytest.fixture(scope="session")
+def tiny_moai(tmp_path_factory) -> Path:
+    """A tiny random MoAI checkpoint in the published BK-Lee/MoAI-7B layout (see tests/tiny_moai.py)."""
+    from tiny_moai import make_tiny_moai
+
+    return make_tiny_moai(tmp_path_factory.mktemp("tiny-moai"))

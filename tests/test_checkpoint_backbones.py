@@ -1,4 +1,4 @@
-"""Checkpoint backbones (CLIP, SigLIP, E5-V) through their real loading path: tiny randomly
+"""Checkpoint backbones (CLIP, SigLIP, E5-V, MoAI) through their real loading path: tiny randomly
 initialised checkpoints of the real architectures, saved in the real on-disk format
 (tests/tiny_models.py), indexed with and searched through. Random weights say nothing about
 quality; these tests check the plumbing: what the index records, that text queries reach the image
@@ -25,7 +25,9 @@ from retriever import Engine
 PHOTOS = ("dog", "chelsea", "kite", "coffee")
 
 
-CHECKPOINTS = [("clip", "tiny_clip", "clip"), ("clip", "tiny_siglip", "siglip"), ("e5v", "tiny_llava_next", "e5v")]
+CHECKPOINTS = [
+    ("clip", "tiny_clip", "clip"), ("clip", "tiny_siglip", "siglip"), ("e5v", "tiny_llava_next", "e5v"), ("moai", "tiny_moai", "moai"),
+]
 
 
 @pytest.fixture(params=CHECKPOINTS, ids=[fixture for _, fixture, _ in CHECKPOINTS])

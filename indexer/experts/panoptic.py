@@ -17,6 +17,8 @@ from indexer.experts.base import Analysis
 from indexer.experts.owlv2 import MOAI_SIDE
 from indexer.records import Detection
 
+SEGMENT_IDS = "panoptic_segment_ids"  # Analysis.cache key: the 490 x 490 segment ids (0 or less: none)
+
 
 def mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     """The normalised ``[x0, y0, x1, y1]`` around a boolean mask's pixels (None when empty)."""
@@ -62,6 +64,7 @@ class Mask2FormerPanoptic(CheckpointModel):
             target_sizes=[(MOAI_SIDE, MOAI_SIDE)],
         )[0]
         segmentation = result["segmentation"].cpu().numpy()
+        analysis.cache[SEGMENT_IDS] = segmentation  # for the moai backbone's colour-map input
         segments = []
         for info in result["segments_info"]:
             box = mask_box(segmentation == info["id"])
