@@ -17,11 +17,10 @@ Weights are random (seeded): tests may rely on shapes, determinism and loading, 
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
-from tiny_models import SEED, _TEXT, _build
+from tiny_models import SEED, _build, train_spiece
 
 HIDDEN = 64
 LAYERS = 8  # MoAI's rule (layer + 1) % 8 == 0 puts the mixer in layer 7
@@ -29,23 +28,10 @@ SHARDS = 2
 
 
 def _internlm2_spiece() -> bytes:
-    import sentencepiece as spm
-
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_TEXT.splitlines()),
-        model_writer=model,
-        model_type="bpe",
-        vocab_size=300,
-        hard_vocab_limit=False,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+    return train_spiece(
+        model_type="bpe", vocab_size=300, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, byte_fallback=True,
         user_defined_symbols=["[UNUSED_TOKEN_145]", "[UNUSED_TOKEN_146]"],
-        character_coverage=1.0,
-        byte_fallback=True,
-        num_threads=1,
-        minloglevel=2,
     )
-    return model.getvalue()
 
 
 def make_tiny_moai(folder: Path) -> Path:

@@ -247,29 +247,29 @@ def _write_clip_bpe_files(folder: Path, vocab: dict[str, int], merges: list[tupl
     )
 
 
-def _siglip_spiece() -> bytes:
-    """A tiny unigram SentencePiece model with SigLIP's (T5's) special ids: <pad>=0, </s>=1, <unk>=2."""
+def train_spiece(**options) -> bytes:
+    """A SentencePiece model trained on the embedded text with ``options`` (type, size, special ids)."""
     import sentencepiece as spm
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(_TEXT.splitlines()),
         model_writer=model,
-        model_type="unigram",
-        vocab_size=256,
         hard_vocab_limit=False,  # the text is small: take what it yields rather than fail
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        pad_piece="<pad>",
-        eos_piece="</s>",
-        unk_piece="<unk>",
         character_coverage=1.0,  # every character of the text; anything else (e.g. Hangul) is <unk>
         num_threads=1,
         minloglevel=2,
+        **options,
     )
     return model.getvalue()
+
+
+def _siglip_spiece() -> bytes:
+    """A tiny unigram SentencePiece model with SigLIP's (T5's) special ids: <pad>=0, </s>=1, <unk>=2."""
+    return train_spiece(
+        model_type="unigram", vocab_size=256, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+        pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
+    )
 
 
 def make_tiny_siglip(folder: Path) -> Path:
