@@ -1,5 +1,5 @@
 # make demo   set up .venv, index the sample photos, run example searches
-# make test   set up .venv with test extras and Debian's chromium (browser test), run the whole test suite
+# make test   set up .venv with test extras (torch, transformers, open_clip) and Debian's chromium (browser test), run the whole test suite
 # make bench  run the speed and quality benchmarks by hand (results in benchmarks/results/)
 PYTHON ?= python3
 VENV := .venv
@@ -34,10 +34,12 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -e '.[samples]'
 	touch $@
 
-# torch is pinned first so the minilm extra reuses the CPU wheel where one is on disk.
+# torch and torchvision are pinned together: open_clip needs torchvision, and PyPI's torchvision
+# imports only beside its own torch (on x86_64 the 2.14.1 build, which runs on the CPU too).
+TORCH_PINS := $(if $(filter aarch64 arm64,$(shell uname -m)),'torch==2.9.1' 'torchvision==0.24.1','torch==2.14.1' 'torchvision==0.29.1')
 $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install 'torch==2.13.0'
-	$(PIP) install -e '.[test,minilm,checkpoints]'
+	$(PIP) install $(TORCH_PINS)
+	$(PIP) install -e '.[test,minilm,checkpoints,openclip]' $(TORCH_PINS)
 	touch $(VENV)/.installed $@
 
 # The browser test drives Debian's Chromium through Playwright (no browser download).

@@ -130,11 +130,18 @@ def index(
     backbone: str = typer.Option(
         "efficientnet-lite3",
         help="Visual expert for a new index: efficientnet-lite3 (packaged, CPU), clip (a local CLIP or SigLIP checkpoint), "
+        "openclip (a local open_clip model: its folder, or one weights file with --model-name), "
         "e5v (a local E5-V / LLaVA-NeXT checkpoint) or moai (a local MoAI-7B checkpoint, fed with the experts' verbalization); "
         "with a checkpoint backbone, text queries reach the image space too.",
     ),
     checkpoint: Optional[Path] = typer.Option(
-        None, "--checkpoint", help="The checkpoint folder for --backbone clip, e5v or moai (config.json, *.safetensors, tokenizer and preprocessor files)."
+        None, "--checkpoint", help="The checkpoint folder for --backbone clip, e5v or moai (config.json, *.safetensors, tokenizer and "
+        "preprocessor files); for openclip, an open_clip folder (open_clip_config.json + weights) or one weights file "
+        "(.safetensors, .pt, .bin) with --model-name."
+    ),
+    model_name: Optional[str] = typer.Option(
+        None, "--model-name", help="For --backbone openclip with a single weights file: its open_clip architecture "
+        "(e.g. ViT-B-32, ViT-B-16-SigLIP; see open_clip.list_models())."
     ),
     expert: List[str] = typer.Option(
         [], "--expert", help="Another perception expert from a local checkpoint folder, as NAME=DIR: owlv2 (open-world "
@@ -162,7 +169,7 @@ def index(
         expert_checkpoints[name.strip()] = Path(folder).expanduser()
     with Engine.open(
         index_path, create=True, text_embedder=text_embedder, backbone=backbone, checkpoint=checkpoint,
-        expert_checkpoints=expert_checkpoints, device=device, dtype=dtype,
+        expert_checkpoints=expert_checkpoints, device=device, dtype=dtype, model_name=model_name,
     ) as engine:
         _configure(engine, index_type, memory_budget, recall_target)
         with _progress(not quiet and not as_json, "indexing") as progress:
@@ -256,6 +263,7 @@ def _print_stats(info) -> None:
         ("memory (vector index)", memory),
         ("on disk", f"{_size(info.faiss_file_bytes)} FAISS, {_size(info.database_bytes)} SQLite"),
         ("models", f"{info.text_embedder}, {info.backbone}; experts {', '.join(info.experts)}"),
+        ("projection heads", ", ".join(f"{space} {version}" for space, version in info.heads.items()) or "none"),
     ]
     table = Table(show_header=False)
     for name, value in rows:
@@ -308,6 +316,75 @@ def optimize(
         return
     out.print(summary, highlight=False, markup=False)
     _print_stats(info)
+
+
+@app.command("train-head")
+def train_head_command(
+    triples: Optional[Path] = typer.Argument(
+        None, help="A jsonl file of text triples, one per line: {\"query\": ..., \"positive\": ..., \"negative\": ...} "
+        "(negative optional; SimCSE's sent0/sent1/hard_neg also read). Lines that are not usable are skipped and reported.",
+    ),
+    index_path: Path = IndexOption,
+    space: List[str] = typer.Option(
+        [], "--space", help="Train only this embedding space (repeatable): language (the text embedder: captions, OCR "
+        "text, text queries) or visual (a cross-modal backbone's shared space). Default: every space the index has.",
+    ),
+    steps: int = typer.Option(300, "--steps", min=1, help="Optimiser steps (the best held-out step is kept)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=2, help="Triples per step; the other triples of a batch are the negatives."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the held-out split and the batches."),
+    remove_heads: bool = typer.Option(False, "--remove", help="Search without projection heads again (of --space, or all)."),
+    device: str = DeviceOption,
+    dtype: str = DtypeOption,
+    as_json: bool = JsonOption,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Fit a projection head with E5-V's text-only recipe (InfoNCE on cosine / 0.05 with in-batch
+    and hard negatives) on text triples, and search the index through it from now on. The encoders
+    stay frozen; a linear map per embedding space (starting as the identity) is trained, and the
+    weights with the best held-out loss are kept. The stored vectors are projected again, nothing is
+    re-embedded; --remove goes back. Needs torch (pip install 'moair[checkpoints]')."""
+    from retriever import Engine
+
+    if triples is None and not remove_heads:
+        raise MoairError("give a triples file (jsonl), or --remove to drop the projection heads")
+    with Engine.open(index_path, device=device, dtype=dtype) as engine:
+        if remove_heads:
+            engine.remove_heads(space or None)
+            info = engine.stats()
+            if as_json:
+                print(json.dumps({"heads": info.heads}))
+            else:
+                out.print(f"projection heads now: {', '.join(f'{k} {v}' for k, v in info.heads.items()) or 'none'}", highlight=False)
+            return
+        from indexer.head import read_triples
+
+        data = read_triples(triples)
+        if data.problems and not as_json:
+            err.print(f"[yellow]{escape(data.problem_summary())}[/yellow]", highlight=False, soft_wrap=True)
+        with _progress_bars(not quiet and not as_json) as new_bar:
+            bars: dict[str, Optional[ProgressCallback]] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in bars:
+                    bars[stage] = new_bar(stage)
+                if bars[stage]:
+                    bars[stage](done, total)
+
+            reports = engine.train_head(data, spaces=space or None, progress=progress, steps=steps, batch_size=batch_size, seed=seed)
+        info = engine.stats()
+    if as_json:
+        print(json.dumps({
+            "triples": len(data), "skipped_lines": data.skipped, "problems": data.problems, "heads": info.heads,
+            "reports": {name: report.model_dump() for name, report in reports.items()},
+        }))
+        return
+    for name, report in reports.items():
+        line = f"{name} head ({info.heads[name]}): {report.train_triples} training / {report.heldout_triples} held-out triples, best step {report.best_step}"
+        if report.heldout_loss_before is not None:
+            line += f"; held-out loss {report.heldout_loss_before:.3f} -> {report.heldout_loss_after:.3f}"
+        if report.heldout_accuracy_before is not None:
+            line += f", accuracy (positive above hard negative) {report.heldout_accuracy_before:.3f} -> {report.heldout_accuracy_after:.3f}"
+        out.print(line + f"; {report.seconds:.1f} s", highlight=False, markup=False)
 
 
 def _size(n: int) -> str:

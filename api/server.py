@@ -61,7 +61,7 @@ class SearchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
 
-    text: str = Field(min_length=1, max_length=2000)
+    text: str = Field(min_length=1, max_length=2000, pattern=r"\S", description="The query; needs a character that is not a space.")
     k: int = Field(10, ge=1, le=MAX_K)
     offset: int = Field(0, ge=0, le=MAX_K - 1, description=PAGE_NOTE)
     modality: Optional[Modality] = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from indexer.errors import MoairError
 
@@ -31,9 +31,16 @@ def checkpoint_folder(checkpoint: str | Path | None, what: str) -> Path:
 def fingerprint(folder: Path) -> str:
     """A short digest of a checkpoint folder: its config and, per weight file, its size and first and
     last MiB (enough to tell checkpoints apart without reading gigabytes)."""
+    weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+    return fingerprint_files((folder / "config.json").read_bytes(), weights)
+
+
+def fingerprint_files(config: bytes, weight_files: Iterable[Path]) -> str:
+    """``fingerprint``'s digest of a config (its bytes) and weight files, in the order given; for
+    checkpoints laid out otherwise than transformers' folders (e.g. open_clip's)."""
     digest = hashlib.blake2b(digest_size=8)
-    digest.update((folder / "config.json").read_bytes())
-    for weights in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+    digest.update(config)
+    for weights in weight_files:
         size = weights.stat().st_size
         digest.update(f"{weights.name}:{size}".encode())
         with open(weights, "rb") as f:
@@ -78,7 +85,10 @@ def load_pretrained(folder: Path, model_class: str, device: str, dtype: str) -> 
     transformers_logging.set_verbosity_error()
     device = torch_device(device)
     try:
-        processor = transformers.AutoProcessor.from_pretrained(folder, local_files_only=True)
+        # The PIL image processors (transformers 4's default), not the torchvision ones transformers 5
+        # picks when torchvision is installed: the same image then gives the same vector either way.
+        pil = {"backend": "pil"} if int(transformers.__version__.split(".")[0]) >= 5 else {}
+        processor = transformers.AutoProcessor.from_pretrained(folder, local_files_only=True, **pil)
         model = getattr(transformers, model_class).from_pretrained(folder, local_files_only=True, dtype=torch_dtype(dtype, device))
     except (OSError, ValueError, KeyError) as e:
         raise MoairError(f"cannot load the checkpoint in {folder}: {str(e).splitlines()[0][:300]}") from None

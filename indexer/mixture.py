@@ -40,6 +40,8 @@ import numpy as np
 from pydantic import BaseModel
 
 BLOCK_NAMES = ("caption", "text", "visual")
+# The encoder space each block's vectors live in (a projection head is trained per space).
+EMBEDDING_SPACES = {"language": ("caption", "text"), "visual": ("visual",)}
 
 
 class Block(BaseModel):
@@ -58,6 +60,18 @@ class Layout(BaseModel):
     @property
     def dim(self) -> int:
         return sum(b.dim + 1 for b in self.blocks)
+
+    def shifted(self, shifts: dict[str, float]) -> "Layout":
+        """The same layout with the chance levels of some blocks moved (by a projection head)."""
+        blocks = []
+        for block in self.blocks:
+            shift = shifts.get(block.name, 0.0)
+            text = block.unrelated_text_similarity
+            blocks.append(block.model_copy(update={
+                "unrelated_similarity": block.unrelated_similarity + shift,
+                "unrelated_text_similarity": None if text is None else text + shift,
+            }))
+        return Layout(blocks=blocks)
 
     def slices(self) -> dict[str, slice]:
         out, start = {}, 0

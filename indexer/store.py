@@ -37,13 +37,16 @@ from pydantic import BaseModel
 
 from indexer import ann
 from indexer.errors import MoairError
-from indexer.mixture import Layout
+from indexer.head import ProjectionHead
+from indexer.mixture import EMBEDDING_SPACES, Layout
 from indexer.records import ItemRecord, Perception, Verbalization
 from indexer.shards import FOLDER as VECTORS_FOLDER
 from indexer.shards import SHARD_BYTES, Shards, VectorManifest, durable_replace
 
 SCHEMA_VERSION = 1
 DB_NAME = "moair.sqlite"
+HEADS_FOLDER = "heads"  # projection heads (moair train-head), named <space>-<fingerprint>.npz
+CHANCE_SAMPLE = 2000  # stored vectors sampled to measure how a head moves the chance-level cosine
 LEGACY_FAISS_NAME = "vectors.faiss"  # the single FAISS file of indexes made before shards
 LOCK_NAME = "lock"
 BUILDING_SUFFIX = ".building"
@@ -85,6 +88,15 @@ CREATE TABLE IF NOT EXISTS skipped (
 """
 
 
+class HeadRecord(BaseModel):
+    """A projection head an index searches through (one per embedding space)."""
+
+    file: str  # in the index's heads/ folder
+    version: str
+    # how much the head moved the typical cosine of unrelated items, measured on the collection
+    unrelated_shift: float = 0.0
+
+
 class IndexConfig(BaseModel):
     """What an index was built with; a query must be encoded the same way."""
 
@@ -97,6 +109,7 @@ class IndexConfig(BaseModel):
     expert_options: dict[str, dict[str, str]] = {}  # checkpoint experts: name -> how to build it again
     layout: Layout
     created_at: float
+    heads: dict[str, HeadRecord] = {}  # embedding space ("language", "visual") -> its projection head
 
 
 class IndexStats(BaseModel):
@@ -127,6 +140,7 @@ class IndexStats(BaseModel):
     text_embedder: str
     backbone: str
     experts: dict[str, str]
+    heads: dict[str, str] = {}  # embedding space -> projection head version
 
 
 @dataclass
@@ -212,10 +226,14 @@ class Store:
         if writable:
             self._take_lock()
         try:
+            self._heads = self._load_heads()
             self._shards = self._load_vectors()
         except sqlite3.DatabaseError as e:
             self.close_quietly()
             raise MoairError(f"{path / DB_NAME} is damaged ({e}); restore it from a backup") from None
+        except MoairError:
+            self.close_quietly()
+            raise
 
     def close_quietly(self) -> None:
         """Release the database and the lock without saving (the index could not be opened)."""
@@ -297,6 +315,102 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    # -- projection heads ----------------------------------------------------------------------
+    # SQLite keeps every item's vector as its encoders gave it; FAISS, re-ranking and "more like
+    # this" see it through the heads, so a head can be trained again or removed without
+    # embedding anything again.
+    def _load_heads(self) -> dict[str, ProjectionHead]:
+        heads = {}
+        for space, record in self.config.heads.items():
+            head = ProjectionHead.load(self.path / HEADS_FOLDER / record.file)
+            if head.version != record.version:
+                raise MoairError(f"{self.path / HEADS_FOLDER / record.file} is not the head this index was built with; run moair train-head again")
+            heads[space] = head
+        return heads
+
+    @property
+    def layout(self) -> Layout:
+        """The layout queries are composed with: the chance levels as the projection heads moved them."""
+        shifts = {block: record.unrelated_shift for space, record in self.config.heads.items() for block in EMBEDDING_SPACES[space]}
+        return self.config.layout.shifted(shifts)
+
+    def project(self, rows: np.ndarray) -> np.ndarray:
+        """Stored item rows as searched: each present block through its space's projection head."""
+        if not self._heads:
+            return rows
+        rows = np.array(rows, dtype=np.float32)
+        slices = self.config.layout.slices()
+        for space, head in self._heads.items():
+            for block in EMBEDDING_SPACES[space]:
+                where = slices[block]
+                present = rows[:, where.stop - 1] > 0
+                if present.any():
+                    rows[present, where.start : where.stop - 1] = head.apply(rows[present, where.start : where.stop - 1])
+        return rows
+
+    def project_parts(self, parts: dict[str, np.ndarray | None]) -> dict[str, np.ndarray | None]:
+        """A query's block embeddings through the projection heads."""
+        heads = {block: self._heads[space] for space in self._heads for block in EMBEDDING_SPACES[space]}
+        return {name: vector if vector is None or name not in heads else heads[name].apply(vector) for name, vector in parts.items()}
+
+    def set_heads(self, heads: dict[str, ProjectionHead | None], progress: ProgressCallback | None = None) -> None:
+        """Search through these projection heads from now on (None removes a space's head). The
+        head files are written first, the vector index is built again from the stored vectors,
+        and the configuration naming the heads is committed together with the new vector index:
+        a crash at any point leaves the old index or the new one, whole."""
+        if not self.writable:
+            raise MoairError("this index was opened read-only")
+        folder = self.path / HEADS_FOLDER
+        records, active = dict(self.config.heads), dict(self._heads)
+        sample = self._chance_sample()
+        for space, head in heads.items():
+            if head is None:
+                records.pop(space, None)
+                active.pop(space, None)
+                continue
+            file = f"{space}-{head.fingerprint}.npz"
+            head.save(folder / file)
+            records[space] = HeadRecord(file=file, version=head.version, unrelated_shift=self._chance_shift(sample, space, head))
+            active[space] = head
+        before = self._heads
+        self._heads = active
+        try:
+            self._shards = self._rebuild(self._shards.manifest, progress=progress)
+            self._vectors_changed()
+            self.save(config=self.config.model_copy(update={"heads": records}))
+        except BaseException:
+            self._heads = before
+            raise
+        kept = {record.file for record in records.values()}
+        for path in folder.glob("*.npz") if folder.is_dir() else ():
+            if path.name not in kept:
+                path.unlink()
+
+    def _chance_sample(self) -> np.ndarray:
+        """Up to ``CHANCE_SAMPLE`` stored rows, as stored (before any head)."""
+        live = self._live_vector_ids()
+        if len(live) > CHANCE_SAMPLE:
+            live = np.random.default_rng(0).choice(live, CHANCE_SAMPLE, replace=False)
+        chunks = [rows for _, rows in self._vector_chunks(np.sort(live), projected=False)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.config.layout.dim), np.float32)
+
+    def _chance_shift(self, sample: np.ndarray, space: str, head: ProjectionHead) -> float:
+        """How much ``head`` moves the mean cosine between different items of the collection (the
+        chance level the mixture subtracts), averaged over the space's blocks; 0 with too few items."""
+        shifts = []
+        slices = self.config.layout.slices()
+        for block in EMBEDDING_SPACES[space]:
+            where = slices[block]
+            vectors = sample[sample[:, where.stop - 1] > 0, where.start : where.stop - 1]
+            if len(vectors) < 2:
+                continue
+            pairs = np.roll(np.arange(len(vectors)), 1)  # each item with another one
+            projected = head.apply(vectors)
+            before = np.mean(np.sum(vectors * vectors[pairs], axis=1))
+            after = np.mean(np.sum(projected * projected[pairs], axis=1))
+            shifts.append(float(after - before))
+        return round(float(np.mean(shifts)), 4) if shifts else 0.0
+
     # -- the FAISS cache -----------------------------------------------------------------------
     def _manifest(self) -> VectorManifest | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'vectors'").fetchone()
@@ -340,8 +454,9 @@ class Store:
         rows = self._db.execute(f"SELECT {self._vector_column} FROM items").fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64)
 
-    def _vector_chunks(self, vector_ids: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(vector ids, vectors) from SQLite in chunks: those given, or every live one."""
+    def _vector_chunks(self, vector_ids: np.ndarray | None = None, projected: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(vector ids, vectors) from SQLite in chunks: those given, or every live one; as searched
+        (through the projection heads) unless ``projected`` is False."""
         dim = self.config.layout.dim
         if vector_ids is None:
             vector_ids = np.sort(self._live_vector_ids())
@@ -351,7 +466,8 @@ class Store:
             found = dict(self._db.execute(f"SELECT {self._vector_column}, vector FROM items WHERE {self._vector_column} IN ({marks})", ids))
             ids = [i for i in ids if i in found]
             if ids:
-                yield np.array(ids, np.int64), np.stack([np.frombuffer(found[i], np.float32, count=dim) for i in ids])
+                rows = np.stack([np.frombuffer(found[i], np.float32, count=dim) for i in ids])
+                yield np.array(ids, np.int64), self.project(rows) if projected else rows
 
     def _rebuild(self, manifest: VectorManifest, note: str = "", progress: ProgressCallback | None = None) -> Shards:
         """Build the vector index again from SQLite: choose its type, train it on a sample, add
@@ -397,7 +513,7 @@ class Store:
         sources = np.sort(rng.choice(live, min(TUNING_QUERIES, len(live)), replace=False))
         source_ids, source_vectors = zip(*self._vector_chunks(sources))
         source_ids = np.concatenate(source_ids)
-        queries = self.config.layout.sample_queries(np.concatenate(source_vectors))
+        queries = self.layout.sample_queries(np.concatenate(source_vectors))
         k = ann.TUNING_K
 
         def without_source(found: np.ndarray) -> np.ndarray:
@@ -414,12 +530,16 @@ class Store:
         )
         manifest.knob, manifest.knob_value, manifest.recall_estimate = tuning.knob, tuning.value, round(tuning.recall, 4)
 
-    def save(self) -> None:
-        """Write changed FAISS shards under new names, then commit the manifest naming them, then
-        delete the files it no longer names (each step leaves a complete index behind)."""
+    def save(self, config: IndexConfig | None = None) -> None:
+        """Write changed FAISS shards under new names, then commit the manifest naming them (and a
+        new ``config`` with it, when given), then delete the files it no longer names (each step
+        leaves a complete index behind)."""
         manifest = self._shards.save()
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('vectors', ?)", (manifest.model_dump_json(),))
+            if config is not None:
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (config.model_dump_json(),))
+                self.config = config
         self._shards.delete_unlisted()
         (self.path / LEGACY_FAISS_NAME).unlink(missing_ok=True)
         self._dirty = False
@@ -561,13 +681,13 @@ class Store:
         return np.array([row[0] for row in rows], dtype=np.int64)
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
-        """The stored vectors of items ``ids``."""
+        """The vectors of items ``ids`` as searched (through the projection heads)."""
         dim = self.config.layout.dim
         if not ids:
             return np.zeros((0, dim), np.float32)
         marks = ",".join("?" * len(ids))
         found = dict(self._db.execute(f"SELECT id, vector FROM items WHERE id IN ({marks})", list(ids)))
-        return np.stack([np.frombuffer(found[i], dtype=np.float32, count=dim) for i in ids])
+        return self.project(np.stack([np.frombuffer(found[i], dtype=np.float32, count=dim) for i in ids]))
 
     def items(self, ids: Sequence[int]) -> list[ItemRecord]:
         """The stored records of those of ``ids`` that exist, in the order given."""
@@ -682,6 +802,7 @@ class Store:
             text_embedder=self.config.text_embedder,
             backbone=self.config.backbone,
             experts=self.config.experts,
+            heads={space: record.version for space, record in self.config.heads.items()},
         )
 
     # -- writing ---------------------------------------------------------------------------------
@@ -745,7 +866,7 @@ class Store:
                 self._db.executemany("DELETE FROM items WHERE id = ?", [(i,) for i, _ in orphans])
                 dead += [v for _, v in orphans]
         if added_vector_ids:
-            self._shards.add(np.array(added_vector_ids, np.int64), np.stack([i.vector for i in new_items]))
+            self._shards.add(np.array(added_vector_ids, np.int64), self.project(np.stack([i.vector for i in new_items])))
         self._shards.tombstones.update(dead)
         if added_vector_ids or dead:
             self._vectors_changed()

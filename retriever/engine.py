@@ -12,12 +12,13 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
-from typing import Iterable, Sequence, get_args
+from typing import Callable, Iterable, Sequence, get_args
 
 import numpy as np
 
 from indexer.encoders import DEFAULT_BACKBONE, DEFAULT_TEXT_EMBEDDER
 from indexer.errors import ImageError, MoairError
+from indexer.head import TrainingReport, Triple, read_triples, train_head
 from indexer.experts import DEFAULT_EXPERTS
 from indexer.images import load_image
 from indexer.mixture import gate
@@ -30,6 +31,7 @@ from retriever.evidence import evidence
 MAX_K = 1000
 QUERY_EMBEDDINGS_CACHED = 256  # recent query texts: the next page of a search does not embed it again
 MODALITIES = get_args(Modality)
+HeadProgress = Callable[[str, int, int], None]  # (stage, done, total) while a head is trained
 
 
 class Engine:
@@ -57,10 +59,12 @@ class Engine:
         expert_checkpoints: dict[str, str | Path] | None = None,
         device: str = "auto",
         dtype: str = "auto",
+        model_name: str | None = None,
     ) -> "Engine":
         """Open the index at ``path``; with ``create``, make a new one there if none exists.
-        ``text_embedder``, ``backbone`` (with ``checkpoint``, a local folder, for "clip" and
-        "e5v"), ``experts`` and ``expert_checkpoints`` (more experts from local folders, e.g.
+        ``text_embedder``, ``backbone`` (with ``checkpoint``, a local folder, for "clip", "e5v",
+        "moai" and "openclip"; for "openclip" also one weights file with its architecture
+        ``model_name``), ``experts`` and ``expert_checkpoints`` (more experts from local folders, e.g.
         {"owlv2": ..., "panoptic": ...}) apply to a new index; an existing one keeps its own, and
         asking it for other models is an error. ``device`` and ``dtype`` place checkpoint models
         (auto: CUDA and float16 with a GPU)."""
@@ -76,7 +80,8 @@ class Engine:
         if not create:
             Store.open(path)  # raises the right message for a missing or foreign path
         runtime = {"device": device, "dtype": dtype}
-        options = {"checkpoint": str(checkpoint), **runtime} if checkpoint else None
+        named = {"model_name": model_name} if model_name else {}
+        options = {"checkpoint": str(checkpoint), **named, **runtime} if checkpoint else None
         expert_options = {name: {"checkpoint": str(folder), **runtime} for name, folder in (expert_checkpoints or {}).items()}
         analyzer = Analyzer(
             experts=[*experts, *expert_options], text_embedder=text_embedder, backbone=backbone,
@@ -184,7 +189,7 @@ class Engine:
         from_text = frozenset()
         if analysis is None and decision.weights["visual"] > 0:  # a text query into the image space
             parts["visual"], from_text = backbone.embed_texts([text])[0], frozenset({"visual"})
-        query = self.store.config.layout.compose(parts, decision.weights, from_text)
+        query = self.store.layout.compose(self.store.project_parts(parts), decision.weights, from_text)
         return self._hits(query, k, modality, min_score, max_drop, text, analysis.perception if analysis else None)
 
     def similar(self, item_id: int, k: int = 10, modality: Modality | None = None) -> list[SearchHit]:
@@ -193,7 +198,7 @@ class Engine:
         records = self.store.items([item_id])
         if not records:
             raise MoairError(f"{item_id} is not in the index")
-        query = self.store.config.layout.item_query(self.store.vectors([item_id])[0])
+        query = self.store.layout.item_query(self.store.vectors([item_id])[0])
         hits = [h for h in self._hits(query, min(k + 1, MAX_K), modality, None, None, None, records[0].perception) if h.item_id != item_id]
         return [h.model_copy(update={"rank": rank}) for rank, h in enumerate(hits[:k], start=1)]
 
@@ -205,7 +210,7 @@ class Engine:
         # cut on the scores as shown (4 decimals), so a shown score used as --min-score keeps its hit
         found = cut_by_score([(round(float(s), 4), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0], min_score, max_drop)
         item_ids = [i for _, i in found]
-        contributions = self.store.config.layout.contributions(query, self.store.vectors(item_ids))
+        contributions = self.store.layout.contributions(query, self.store.vectors(item_ids))
         records = {r.item_id: r for r in self.store.items(item_ids)}
         hits = []
         for rank, ((score, item_id), parts_score) in enumerate(zip(found, contributions), start=1):
@@ -252,6 +257,58 @@ class Engine:
         chosen again, trained on a fresh sample, its search knob tuned to the recall target.
         Returns a one-line summary."""
         return self._writable().optimize(progress=progress)
+
+    def head_spaces(self) -> list[str]:
+        """The embedding spaces a projection head can be trained for: the text embedder's
+        ("language": caption and OCR blocks) and, with a cross-modal backbone, its shared space ("visual")."""
+        return ["language"] + (["visual"] if getattr(self.analyzer.backbone, "cross_modal", False) else [])
+
+    def train_head(
+        self,
+        triples: str | Path | Sequence[Triple],
+        spaces: Sequence[str] | None = None,
+        progress: HeadProgress | None = None,
+        **training,
+    ) -> dict[str, TrainingReport]:
+        """Train a projection head per embedding space on text triples (a jsonl file or ``Triple``s;
+        E5-V's recipe, see ``indexer.head``) and search through them from now on; the stored vectors
+        are projected, nothing is embedded again. ``spaces`` defaults to all of ``head_spaces()``;
+        ``training`` goes to ``indexer.head.train_head`` (steps, batch_size, lr, seed, ...)."""
+        if isinstance(triples, (str, Path)):
+            triples = read_triples(triples)
+        spaces = self._head_spaces(spaces)
+        store = self._writable()
+
+        def report_to(stage: str):
+            return (lambda done, total, *_: progress(stage, done, total)) if progress else None
+
+        heads, reports = {}, {}
+        for space in spaces:
+            if space == "language":
+                encoder = self.analyzer.text_embedder
+                embed_queries, embed_passages = encoder.embed_queries, encoder.embed_passages
+            else:
+                encoder = self.analyzer.backbone
+                embed_queries = embed_passages = encoder.embed_texts
+            heads[space], reports[space] = train_head(
+                triples, embed_queries, embed_passages, encoder=encoder.name, encoder_version=encoder.version,
+                progress=report_to(f"training the {space} head"), embed_progress=report_to(f"embedding texts ({space})"),
+                **training,
+            )
+        store.set_heads(heads, progress=report_to("projecting the index"))
+        return reports
+
+    def remove_heads(self, spaces: Sequence[str] | None = None) -> None:
+        """Search without projection heads again (all, or those of ``spaces``)."""
+        spaces = self._head_spaces(spaces)
+        self._writable().set_heads({space: None for space in spaces})
+
+    def _head_spaces(self, spaces: Sequence[str] | None) -> list[str]:
+        known = self.head_spaces()
+        for space in spaces or ():
+            if space not in known:
+                raise MoairError(f"no {space!r} head for this index; it has: {', '.join(known)}")
+        return list(spaces or known)
 
     def inspect(self, path_or_id: str | int) -> ItemRecord:
         """The stored perception and verbalizations of one item, by file path or item id."""

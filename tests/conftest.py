@@ -123,3 +123,13 @@ def tiny_moai(tmp_path_factory) -> Path:
     from tiny_moai import make_tiny_moai
 
     return make_tiny_moai(tmp_path_factory.mktemp("tiny-moai"))
+
+
+@pytest.fixture(scope="session")
+def tiny_openclip(tmp_path_factory) -> Path:
+    """A tiny random open_clip ViT in open_clip's hub layout (see tests/tiny_openclip.py); skips
+    where the openclip extra is not installed."""
+    pytest.importorskip("open_clip")
+    from tiny_openclip import make_tiny_openclip
+
+    return make_tiny_openclip(tmp_path_factory.mktemp("tiny-openclip") / "hub")

@@ -1,4 +1,4 @@
-"""Checkpoint backbones (CLIP, SigLIP, E5-V, MoAI) through their real loading path: tiny randomly
+"""Checkpoint backbones (CLIP, SigLIP, open_clip, E5-V, MoAI) through their real loading path: tiny randomly
 initialised checkpoints of the real architectures, saved in the real on-disk format
 (tests/tiny_models.py), indexed with and searched through. Random weights say nothing about
 quality; these tests check the plumbing: what the index records, that text queries reach the image
@@ -26,8 +26,12 @@ PHOTOS = ("dog", "chelsea", "kite", "coffee")
 
 
 CHECKPOINTS = [
-    ("clip", "tiny_clip", "clip"), ("clip", "tiny_siglip", "siglip"), ("e5v", "tiny_llava_next", "e5v"), ("moai", "tiny_moai", "moai"),
+    ("clip", "tiny_clip", "clip"), ("clip", "tiny_siglip", "siglip"), ("openclip", "tiny_openclip", "openclip"),
+    ("e5v", "tiny_llava_next", "e5v"), ("moai", "tiny_moai", "moai"),
 ]
+# the file holding each checkpoint's configuration, and what a missing checkpoint is called
+CONFIG_FILE = {"openclip": "open_clip_config.json"}
+MISSING = {"openclip": "does not exist"}
 
 
 @pytest.fixture(params=CHECKPOINTS, ids=[fixture for _, fixture, _ in CHECKPOINTS])
@@ -67,13 +71,14 @@ def test_a_changed_or_missing_checkpoint_is_refused(checkpoint, photo_dir, tmp_p
     index = tmp_path / "clip.moair"
     with Engine.open(index, create=True, backbone=backbone, checkpoint=checkpoint, device="cpu") as engine:
         engine.add([photo_dir("dog")])
-    config = json.loads((checkpoint / "config.json").read_text())
+    config_file = checkpoint / CONFIG_FILE.get(backbone, "config.json")
+    config = json.loads(config_file.read_text())
     config["initializer_factor"] = 0.5  # any change to the files: a different checkpoint
-    (checkpoint / "config.json").write_text(json.dumps(config))
+    config_file.write_text(json.dumps(config))
     with pytest.raises(MoairError, match="put the original checkpoint back"):
         Engine.open(index)
     shutil.rmtree(checkpoint)
-    with pytest.raises(MoairError, match="not a checkpoint folder"):
+    with pytest.raises(MoairError, match=MISSING.get(backbone, "not a checkpoint folder")):
         Engine.open(index)
 
 

@@ -18,7 +18,7 @@ from indexer.registry import Registry
 TEXT_EMBEDDERS: Registry = Registry("text embedder")
 BACKBONES: Registry = Registry("backbone")
 
-from indexer.encoders import e5, minilm, efficientnet, clip, e5v, moai  # noqa: E402,F401  (registers them)
+from indexer.encoders import e5, minilm, efficientnet, clip, e5v, moai, openclip  # noqa: E402,F401  (registers them)
 
 DEFAULT_TEXT_EMBEDDER = "e5-small"
 DEFAULT_BACKBONE = "efficientnet-lite3"
