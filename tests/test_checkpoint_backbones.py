@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from devices import DEVICE
 from api.cli import app
 from indexer.encoders.e5v import E5VBackbone
 from indexer.errors import MoairError
@@ -47,7 +48,7 @@ def test_index_and_search_with_a_checkpoint_backbone(checkpoint, photo_dir, phot
     backbone, checkpoint, family = checkpoint
     folder = photo_dir(*PHOTOS)
     index = tmp_path / "clip.moair"
-    with Engine.open(index, create=True, backbone=backbone, checkpoint=checkpoint, device="cpu") as engine:
+    with Engine.open(index, create=True, backbone=backbone, checkpoint=checkpoint, device=DEVICE) as engine:
         report = engine.add([folder])
         assert report.added == len(PHOTOS) and report.skipped == []
         config = engine.store.config
@@ -69,7 +70,7 @@ def test_index_and_search_with_a_checkpoint_backbone(checkpoint, photo_dir, phot
 def test_a_changed_or_missing_checkpoint_is_refused(checkpoint, photo_dir, tmp_path):
     backbone, checkpoint, _ = checkpoint
     index = tmp_path / "clip.moair"
-    with Engine.open(index, create=True, backbone=backbone, checkpoint=checkpoint, device="cpu") as engine:
+    with Engine.open(index, create=True, backbone=backbone, checkpoint=checkpoint, device=DEVICE) as engine:
         engine.add([photo_dir("dog")])
     config_file = checkpoint / CONFIG_FILE.get(backbone, "config.json")
     config = json.loads(config_file.read_text())
@@ -112,7 +113,7 @@ def test_cli_indexes_and_searches_with_a_clip_checkpoint(tiny_clip, photo_dir, t
     runner = CliRunner()
     result = runner.invoke(
         app, ["index", str(photo_dir("dog", "kite")), "--index", str(index), "--backbone", "clip", "--checkpoint", str(tiny_clip),
-              "--device", "cpu", "--json"],
+              "--device", DEVICE, "--json"],
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["added"] == 2, result.output
@@ -127,7 +128,7 @@ def test_e5v_prompts_pooling_and_left_padding(tiny_llava_next, photo):
     """E5-V's recipe: the Llama-3 chat wrapping of its one-word prompts, left padding so the last
     position is the prompt's last token (a text embeds the same alone and in a batch of longer and
     shorter ones), unit-length embeddings, and a composed image + text prompt."""
-    e5v = E5VBackbone(checkpoint=str(tiny_llava_next), device="cpu")
+    e5v = E5VBackbone(checkpoint=str(tiny_llava_next), device=DEVICE)
     assert e5v.prompt("<sent>\nSummary above sentence in one word: ".replace("<sent>", "a dog")) == (
         "<|start_header_id|>user<|end_header_id|>\n\na dog\nSummary above sentence in one word: "
         "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n \n"

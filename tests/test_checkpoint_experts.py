@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from devices import DEVICE
 from indexer.experts.base import Analysis
 from indexer.experts.owlv2 import Owlv2Detector, merge_detections, moai_vocabulary
 from indexer.experts.panoptic import Mask2FormerPanoptic, mask_box
@@ -45,7 +46,7 @@ def test_mask_box():
 
 def test_owlv2_finds_boxes_named_from_its_vocabulary(tiny_owlv2, photo):
     names = ("dog", "bicycle", "car", "tree", "fence")
-    expert = Owlv2Detector(checkpoint=str(tiny_owlv2), device="cpu", min_score=0.0, max_objects=5, vocabulary=names)
+    expert = Owlv2Detector(checkpoint=str(tiny_owlv2), device=DEVICE, min_score=0.0, max_objects=5, vocabulary=names)
     analysis = Analysis.of(load_image(photo("dog")))
     analysis.perception.detections = [Detection(label="dog", score=0.99, box=(0.1, 0.3, 0.5, 0.9))]  # the packaged detector's
     expert.run(analysis)
@@ -53,7 +54,7 @@ def test_owlv2_finds_boxes_named_from_its_vocabulary(tiny_owlv2, photo):
     assert found[0].label == "dog" and found[0].score == 0.99 and len(found) == 5
     assert all(d.label in names and 0 <= d.box[0] < d.box[2] <= 1 and 0 <= d.box[1] < d.box[3] <= 1 for d in found)
     assert expert.version.startswith("owlv2-") and "/5-names/" in expert.version
-    strict = Owlv2Detector(checkpoint=str(tiny_owlv2), device="cpu", vocabulary=names)  # MoAI's 0.5: random weights find nothing
+    strict = Owlv2Detector(checkpoint=str(tiny_owlv2), device=DEVICE, vocabulary=names)  # MoAI's 0.5: random weights find nothing
     quiet = Analysis.of(load_image(photo("dog")))
     strict.run(quiet)
     assert all(d.score >= 0.5 for d in quiet.perception.detections)
@@ -65,7 +66,7 @@ def test_owlv2_with_cached_queries_matches_the_models_own_forward(tiny_owlv2, ph
     import torch
 
     names = ("dog", "bicycle", "a very long name of a thing that is longer than the text tower takes", "tree")
-    expert = Owlv2Detector(checkpoint=str(tiny_owlv2), device="cpu", vocabulary=names)
+    expert = Owlv2Detector(checkpoint=str(tiny_owlv2), device=DEVICE, vocabulary=names)
     image = Image.fromarray(Analysis.of(load_image(photo("dog"))).resized(490, 490))
     inputs = expert.processor(text=[list(names)], images=[image], return_tensors="pt", truncation=True)
     with torch.inference_mode():
@@ -80,7 +81,7 @@ def test_owlv2_with_cached_queries_matches_the_models_own_forward(tiny_owlv2, ph
 
 
 def test_panoptic_segments_become_boxes_with_coco_panoptic_names(tiny_mask2former, photo):
-    expert = Mask2FormerPanoptic(checkpoint=str(tiny_mask2former), device="cpu", min_score=0.0, mask_threshold=0.0)
+    expert = Mask2FormerPanoptic(checkpoint=str(tiny_mask2former), device=DEVICE, min_score=0.0, mask_threshold=0.0)
     analysis = Analysis.of(load_image(photo("dog")))
     expert.run(analysis)
     segments = analysis.perception.segments
@@ -95,7 +96,7 @@ def test_panoptic_segments_become_boxes_with_coco_panoptic_names(tiny_mask2forme
 def test_an_index_records_its_checkpoint_experts_and_builds_them_again(tiny_owlv2, tiny_mask2former, photo_dir, tmp_path):
     index = tmp_path / "experts.moair"
     checkpoints = {"owlv2": tiny_owlv2, "panoptic": tiny_mask2former}
-    with Engine.open(index, create=True, expert_checkpoints=checkpoints, device="cpu") as engine:
+    with Engine.open(index, create=True, expert_checkpoints=checkpoints, device=DEVICE) as engine:
         report = engine.add([photo_dir("dog", "kite")])
         assert report.added == 2 and report.skipped == []
         config = engine.store.config
@@ -116,7 +117,7 @@ def test_cli_adds_checkpoint_experts(tiny_owlv2, tiny_mask2former, photo_dir, tm
     folder = str(photo_dir("dog"))
     result = runner.invoke(
         app, ["index", folder, "--index", str(index), "--expert", f"owlv2={tiny_owlv2}", "--expert", f"panoptic={tiny_mask2former}",
-              "--device", "cpu", "--json"],
+              "--device", DEVICE, "--json"],
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["added"] == 1

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from devices import DEVICE
 from api.cli import app
 from indexer.errors import MoairError
 from indexer.head import ProjectionHead
@@ -149,7 +150,7 @@ def test_bad_requests_are_clear_errors(sample_index, tmp_path):
 
 def test_a_cross_modal_backbone_gets_a_visual_head_too(tiny_clip, photo_dir, few_triples, tmp_path):
     index = tmp_path / "clip.moair"
-    with Engine.open(index, create=True, backbone="clip", checkpoint=tiny_clip, device="cpu") as engine:
+    with Engine.open(index, create=True, backbone="clip", checkpoint=tiny_clip, device=DEVICE) as engine:
         engine.add([photo_dir("dog", "kite")])
         assert engine.head_spaces() == ["language", "visual"]
         reports = engine.train_head(few_triples, spaces=["visual"], steps=20)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from devices import DEVICE
 from indexer.encoders import BACKBONES
 from indexer.encoders.moai import PIXEL_MEAN, pascal_colormap, panoptic_map
 from indexer.encoders.moai.model import MoAIModel, PartialLoRALinear, interpolate_positions
@@ -91,7 +92,7 @@ def test_partial_lora_changes_image_rows_only():
 
 @pytest.fixture(scope="module")
 def moai(tiny_moai):
-    return BACKBONES.create("moai", checkpoint=str(tiny_moai), device="cpu", dtype="float32")
+    return BACKBONES.create("moai", checkpoint=str(tiny_moai), device=DEVICE, dtype="float32")
 
 
 @pytest.fixture
@@ -169,13 +170,13 @@ def test_generation_with_the_cache_equals_recomputing_every_step(moai, analysis)
         for _ in range(6):
             token = int(moai.model.output(hidden[:, -1]).argmax(-1))
             cached.append(token)
-            real = torch.cat((real, torch.ones(1, 1, dtype=torch.bool)), dim=1)
+            real = torch.cat((real, torch.ones(1, 1, dtype=torch.bool, device=moai.device)), dim=1)
             hidden, cache = moai.model(moai._token_embeddings([token])[None], real, cache=cache)
         # recomputed from scratch: the prompt prefilled with the mixer, each new token as MoAI does
         # (no Partial LoRA and no mixer for generated tokens) — same logits, within float error
         prefix_hidden, prefix_cache = moai.model(embeds, torch.ones_like(embeds[..., 0], dtype=torch.bool), image_rows, aux)
         tokens = moai._token_embeddings(cached)[None]
-        full, _ = moai.model(tokens, torch.ones(1, embeds.shape[1] + 6, dtype=torch.bool), cache=prefix_cache)
+        full, _ = moai.model(tokens, torch.ones(1, embeds.shape[1] + 6, dtype=torch.bool, device=moai.device), cache=prefix_cache)
         recomputed = [int(moai.model.output(prefix_hidden[:, -1]).argmax(-1))] + moai.model.output(full[0, :-1]).argmax(-1).tolist()
     assert recomputed == cached
 
@@ -189,10 +190,10 @@ def test_broken_checkpoints_are_refused_clearly(tiny_moai, tmp_path):
     shutil.copytree(tiny_moai, broken, dirs_exist_ok=True)
     (broken / "tokenizer.model").write_bytes(b"not a model")
     with pytest.raises(MoairError, match="not a SentencePiece model"):
-        BACKBONES.create("moai", checkpoint=str(broken), device="cpu")
+        BACKBONES.create("moai", checkpoint=str(broken), device=DEVICE)
     (broken / "tokenizer.model").unlink()
     with pytest.raises(MoairError, match="no tokenizer.model"):
-        BACKBONES.create("moai", checkpoint=str(broken), device="cpu")
+        BACKBONES.create("moai", checkpoint=str(broken), device=DEVICE)
     (broken / "model.safetensors.index.json").write_text("{")
     with pytest.raises(MoairError, match="not a safetensors index"):
         load_model(broken, "cpu", torch.float32)

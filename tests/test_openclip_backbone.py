@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from devices import DEVICE
 from api.cli import app
 from indexer.encoders.clip import UNRELATED
 from indexer.encoders.openclip import OpenClipBackbone
@@ -80,9 +81,9 @@ def test_the_tiny_model_is_built_once_and_the_same_every_time(tmp_path):
 
 
 def test_folder_and_single_file_load_the_same_model(tiny_openclip, tiny_openclip_file, photo):
-    from_folder = OpenClipBackbone(checkpoint=str(tiny_openclip), device="cpu")
+    from_folder = OpenClipBackbone(checkpoint=str(tiny_openclip), device=DEVICE)
     weights, name = tiny_openclip_file
-    from_file = OpenClipBackbone(checkpoint=str(weights), model_name=name, device="cpu")
+    from_file = OpenClipBackbone(checkpoint=str(weights), model_name=name, device=DEVICE)
     analyses = [Analysis.of(load_image(photo(n))) for n in ("dog", "chelsea")]
     for backbone in (from_folder, from_file):
         assert backbone.name == "openclip" and backbone.cross_modal and backbone.dim == TINY_OPENCLIP_DIM
@@ -95,15 +96,15 @@ def test_folder_and_single_file_load_the_same_model(tiny_openclip, tiny_openclip
     assert np.allclose(from_folder.embed(analyses), from_file.embed(analyses), atol=1e-6)
     # the hub .bin of the same weights, given as a single file, loads too (torch.load path)
     bin_file = tiny_openclip / "open_clip_pytorch_model.bin"
-    from_bin = OpenClipBackbone(checkpoint=str(bin_file), model_name=name, device="cpu")
+    from_bin = OpenClipBackbone(checkpoint=str(bin_file), model_name=name, device=DEVICE)
     assert np.array_equal(from_bin.embed_texts(TEXTS), from_folder.embed_texts(TEXTS))
     # the name in another case is accepted; the recorded name is open_clip's own
-    shouted = OpenClipBackbone(checkpoint=str(weights), model_name=name.upper(), device="cpu")
+    shouted = OpenClipBackbone(checkpoint=str(weights), model_name=name.upper(), device=DEVICE)
     assert shouted.options()["model_name"] == name
 
 
 def test_text_and_image_embeddings_share_one_space(tiny_openclip, photo):
-    backbone = OpenClipBackbone(checkpoint=str(tiny_openclip), device="cpu")
+    backbone = OpenClipBackbone(checkpoint=str(tiny_openclip), device=DEVICE)
     analyses = [Analysis.of(load_image(photo(n))) for n in ("dog", "chelsea", "kite")]  # different sizes
     texts = backbone.embed_texts(TEXTS)
     images = backbone.embed(analyses)
@@ -118,14 +119,14 @@ def test_text_and_image_embeddings_share_one_space(tiny_openclip, photo):
     assert np.array_equal(texts, backbone.embed_texts(TEXTS))
     assert np.allclose(texts, np.stack([backbone.embed_texts([t])[0] for t in TEXTS]), atol=1e-5)
     assert np.allclose(images, np.stack([backbone.embed([a])[0] for a in analyses]), atol=1e-5)
-    again = OpenClipBackbone(checkpoint=str(tiny_openclip), device="cpu")
+    again = OpenClipBackbone(checkpoint=str(tiny_openclip), device=DEVICE)
     assert again.version == backbone.version and np.array_equal(again.embed(analyses), images)
 
 
 def test_precision_follows_dtype(tiny_openclip, photo):
     analyses = [Analysis.of(load_image(photo("dog")))]
-    full = OpenClipBackbone(checkpoint=str(tiny_openclip), device="cpu")
-    half = OpenClipBackbone(checkpoint=str(tiny_openclip), device="cpu", dtype="bfloat16")
+    full = OpenClipBackbone(checkpoint=str(tiny_openclip), device=DEVICE)
+    half = OpenClipBackbone(checkpoint=str(tiny_openclip), device=DEVICE, dtype="bfloat16")
     assert next(full.model.parameters()).dtype == full._torch.float32
     assert next(half.model.parameters()).dtype == half._torch.bfloat16
     assert half.version == full.version  # the same model, run at another precision
@@ -134,7 +135,7 @@ def test_precision_follows_dtype(tiny_openclip, photo):
     assert np.allclose(image, full.embed(analyses), atol=0.03)
     assert np.allclose(text, full.embed_texts(["a dog"]), atol=0.03)
     with pytest.raises(MoairError, match="--dtype must be"):
-        OpenClipBackbone(checkpoint=str(tiny_openclip), device="cpu", dtype="int8")
+        OpenClipBackbone(checkpoint=str(tiny_openclip), device=DEVICE, dtype="int8")
 
 
 def test_cli_indexes_and_searches_with_an_openclip_folder(tiny_openclip, photo_dir, tmp_path):
@@ -142,7 +143,7 @@ def test_cli_indexes_and_searches_with_an_openclip_folder(tiny_openclip, photo_d
     runner = CliRunner()
     result = runner.invoke(
         app, ["index", str(photo_dir("dog", "kite")), "--index", str(index), "--backbone", "openclip",
-              "--checkpoint", str(tiny_openclip), "--device", "cpu", "--json"],
+              "--checkpoint", str(tiny_openclip), "--device", DEVICE, "--json"],
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["added"] == 2, result.output
@@ -157,12 +158,12 @@ def test_an_index_of_a_single_weights_file_records_its_architecture(tiny_opencli
     index = tmp_path / "file.moair"
     run = CliRunner().invoke(app, [
         "index", str(photo_dir("dog")), "--index", str(index), "--backbone", "openclip", "--checkpoint", str(weights),
-        "--model-name", name, "--device", "cpu", "--json",
+        "--model-name", name, "--device", DEVICE, "--json",
     ])
     assert run.exit_code == 0, run.output
     assert json.loads(run.stdout)["added"] == 1
     assert Store.open(index).config.backbone_options == {"checkpoint": str(weights), "model_name": name}
-    with Engine.open(index, device="cpu") as engine:  # rebuilt from what the index recorded
+    with Engine.open(index, device=DEVICE) as engine:  # rebuilt from what the index recorded
         assert engine.analyzer.backbone.options()["model_name"] == name
         assert len(engine.search("a dog", k=1)) == 1
     data = bytearray(weights.read_bytes())
@@ -195,19 +196,19 @@ def test_clear_messages_for_wrong_paths_names_and_weights(tiny_openclip_file, hu
 
     wide = _register(tmp_path, "moair-tiny-ViT-wide", vision_cfg__width=64)
     with pytest.raises(MoairError, match="do not fit the moair-tiny-ViT-wide architecture"):
-        OpenClipBackbone(checkpoint=str(weights), model_name=wide, device="cpu")
+        OpenClipBackbone(checkpoint=str(weights), model_name=wide, device=DEVICE)
     config = json.loads((hub_copy / "open_clip_config.json").read_text())
     config["model_cfg"]["vision_cfg"]["layers"] = 3
     (hub_copy / "open_clip_config.json").write_text(json.dumps(config))
     with pytest.raises(MoairError, match="do not fit the architecture in .*open_clip_config.json.*Missing key"):
-        OpenClipBackbone(checkpoint=str(hub_copy), device="cpu")
+        OpenClipBackbone(checkpoint=str(hub_copy), device=DEVICE)
     (hub_copy / "open_clip_model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(MoairError, match="cannot load the open_clip model"):
-        OpenClipBackbone(checkpoint=str(hub_copy), device="cpu")
+        OpenClipBackbone(checkpoint=str(hub_copy), device=DEVICE)
     for weight_file in hub_copy.glob("open_clip_*model*"):
         weight_file.unlink()
     with pytest.raises(MoairError, match="but no weights"):
-        OpenClipBackbone(checkpoint=str(hub_copy), device="cpu")
+        OpenClipBackbone(checkpoint=str(hub_copy), device=DEVICE)
 
 
 def test_sigmoid_models_and_hub_files_are_handled_offline(tiny_openclip_file, tmp_path, monkeypatch):
@@ -218,18 +219,18 @@ def test_sigmoid_models_and_hub_files_are_handled_offline(tiny_openclip_file, tm
 
     weights, _ = tiny_openclip_file
     sigmoid = _register(tmp_path, "moair-tiny-sigmoid", init_logit_bias=-10.0)
-    backbone = OpenClipBackbone(checkpoint=str(weights), model_name=sigmoid, device="cpu")
+    backbone = OpenClipBackbone(checkpoint=str(weights), model_name=sigmoid, device=DEVICE)
     assert backbone.family == "siglip"
     assert (backbone.unrelated_similarity, backbone.unrelated_text_similarity) == UNRELATED["siglip"]
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     hub = _register(tmp_path, "moair-tiny-hub-tokenizer", text_cfg__hf_tokenizer_name="moair-tests/no-such-tokenizer")
     with pytest.raises(MoairError, match="not on this machine, and nothing is downloaded"):
-        OpenClipBackbone(checkpoint=str(weights), model_name=hub, device="cpu")
+        OpenClipBackbone(checkpoint=str(weights), model_name=hub, device=DEVICE)
     assert huggingface_hub.constants.HF_HUB_OFFLINE is False  # put back after the load
 
 
 def test_without_open_clip_the_message_says_what_to_install(tiny_openclip, monkeypatch):
     monkeypatch.setitem(sys.modules, "open_clip", None)  # as if the extra were not installed
     with pytest.raises(MoairError, match=r"pip install 'moair\[openclip\]'"):
-        OpenClipBackbone(checkpoint=str(tiny_openclip), device="cpu")
+        OpenClipBackbone(checkpoint=str(tiny_openclip), device=DEVICE)
