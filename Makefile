@@ -1,5 +1,5 @@
 # make demo   set up .venv, index the sample photos, run example searches
-# make test   set up .venv with test extras (torch, transformers, open_clip) and Debian's chromium (browser test), run the whole test suite
+# make test   set up .venv with test extras (torch, transformers, open_clip, Gemma) and Debian's chromium (browser test), run the whole test suite
 # make bench  run the speed and quality benchmarks by hand (results in benchmarks/results/)
 PYTHON ?= python3
 VENV := .venv
@@ -39,7 +39,7 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 TORCH_PINS := $(if $(filter aarch64 arm64,$(shell uname -m)),'torch==2.9.1' 'torchvision==0.24.1','torch==2.14.1' 'torchvision==0.29.1')
 $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install $(TORCH_PINS)
-	$(PIP) install -e '.[test,minilm,checkpoints,openclip]' $(TORCH_PINS)
+	$(PIP) install -e '.[test,minilm,checkpoints,openclip,generate]' $(TORCH_PINS)
 	touch $(VENV)/.installed $@
 
 # The browser test drives Debian's Chromium through Playwright (no browser download).

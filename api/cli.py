@@ -183,18 +183,27 @@ def index(
         raise typer.Exit(130)
 
 
-def _print_hits(hits: list[SearchHit]) -> None:
+def _print_hits(hits: list[SearchHit], reranked_by: str | None = None) -> None:
     if not hits:
         out.print("no results (the index is empty)")
         return
     table = Table(show_lines=False)
-    for column in ("#", "score", "path", "caption / text / visual", "evidence"):
+    columns = ("#", "score", "path", "caption / text / visual", "evidence")
+    if reranked_by:
+        columns = ("#", 'P("Yes")', *columns[1:])
+    for column in columns:
         table.add_column(column, overflow="fold")
     for h in hits:
         c = h.contributions
         parts = " / ".join(f"{c.get(name, 0.0):+.3f}" for name in ("caption", "text", "visual"))
-        table.add_row(str(h.rank), f"{h.score:.3f}", escape(h.path), parts, escape("; ".join(h.evidence)))
+        cells = [str(h.rank), f"{h.score:.3f}", escape(h.path), parts, escape("; ".join(h.evidence))]
+        if reranked_by:
+            cells.insert(1, "not judged" if h.rerank_score is None else f"{h.rerank_score:.3f}")
+        table.add_row(*cells)
     out.print(table)
+    if reranked_by:
+        judged = sum(h.rerank_score is not None for h in hits)
+        out.print(f'ordered by P("Yes") from {reranked_by} ({judged} judged); score is the retrieval score', highlight=False)
 
 
 @app.command()
@@ -208,6 +217,14 @@ def search(
         None, "--max-drop", help="End the list where the score falls by more than this from one hit to the next."
     ),
     modality: Optional[str] = typer.Option(None, "--modality", help="Only items that are image, text or image,text."),
+    rerank: int = typer.Option(
+        0, "--rerank", min=0, max=100, help="Re-score the top N hits of a text query with a generative model as P(\"Yes\") "
+        "for \"Does this image match: QUERY?\" (MoAI when it is the index's backbone, else Gemma-3 270M over each item's "
+        "description) and order them by it. Off by default: see the README for what it measured.",
+    ),
+    time_budget: Optional[float] = typer.Option(
+        None, "--time-budget", min=0.001, help="Seconds the search (with --rerank) may take; hits not re-scored by then keep their order."
+    ),
     device: str = DeviceOption,
     dtype: str = DtypeOption,
     as_json: bool = JsonOption,
@@ -217,11 +234,14 @@ def search(
     from retriever import Engine
 
     with Engine.open(index_path, device=device, dtype=dtype) as engine:
-        hits = engine.search(query, image=image, k=k, modality=modality, min_score=min_score, max_drop=max_drop)
+        hits = engine.search(
+            query, image=image, k=k, modality=modality, min_score=min_score, max_drop=max_drop, rerank=rerank, time_budget=time_budget
+        )
+        reranked_by = engine.generator().version if any(h.rerank_score is not None for h in hits) else None
     if as_json:
         print(json.dumps([h.model_dump() for h in hits], ensure_ascii=False))
     else:
-        _print_hits(hits)
+        _print_hits(hits, reranked_by)
 
 
 @app.command()
@@ -316,6 +336,45 @@ def optimize(
         return
     out.print(summary, highlight=False, markup=False)
     _print_stats(info)
+
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="A question about the collection, e.g. \"what is written on the sign?\"."),
+    index_path: Path = IndexOption,
+    k: int = typer.Option(5, "-k", "--k", min=1, max=50, help="Items retrieved to answer from."),
+    min_score: float = typer.Option(
+        0.0, "--min-score", help="Retrieval score an item needs to be used as a source (0: above chance level); with none, the answer is \"not found in the collection\"."
+    ),
+    time_budget: float = typer.Option(60.0, "--time-budget", min=0.001, help="Seconds for the whole answer; it stops where the budget ends."),
+    device: str = DeviceOption,
+    dtype: str = DtypeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Answer a question from the collection: retrieve, then let a generative model (MoAI when it is
+    the index's backbone, else Gemma-3 270M over the items' descriptions) answer from the items
+    that match, citing them as [n]. The answer is printed as it is generated."""
+    from retriever import Engine
+    from retriever.generative.ask import Answer, Sources, Token
+
+    with Engine.open(index_path, device=device, dtype=dtype) as engine:
+        for event in engine.ask_stream(question, k=k, time_budget=time_budget, min_score=min_score):
+            if as_json:
+                if isinstance(event, Answer):
+                    print(event.model_dump_json())
+            elif isinstance(event, Sources):
+                for number, hit in enumerate(event.sources, start=1):
+                    err.print(f"[{number}] {escape(hit.path)} (item {hit.item_id}, score {hit.score:.3f})", highlight=False)
+            elif isinstance(event, Token):
+                out.print(event.text, end="", highlight=False, markup=False, soft_wrap=True)
+            else:
+                if not event.found:
+                    out.print(event.answer, highlight=False)
+                else:
+                    out.print()
+                    cites = ", ".join(f"[{c.number}] item {c.item_id} {c.path}" for c in event.citations)
+                    err.print(f"cites {escape(cites)}" + (" (stopped by the time budget or length limit)" if event.truncated else "")
+                              + f"; {event.generator}, {event.seconds:.1f} s", highlight=False, soft_wrap=True)
 
 
 @app.command("train-head")
@@ -475,15 +534,20 @@ def serve(
     ),
     device: str = DeviceOption,
     dtype: str = DtypeOption,
+    max_time_budget: float = typer.Option(
+        120.0, "--max-time-budget", min=0.001, help="Seconds of generative work (rerank, /ask answers) one request may take at most."
+    ),
 ) -> None:
-    """Serve the index over HTTP: the web page at /, the API at /search, /items, /jobs, ...
+    """Serve the index over HTTP: the web page at /, the API at /search, /ask, /items, /jobs, ...
     (OpenAPI documentation at /docs). Set MOAIR_API_KEY to require that key on every route but
     /health. Images uploaded through the API are indexed in the background while searches go on."""
     import uvicorn
 
     from api.server import create_app
 
-    app = create_app(index_path, uploads=uploads, cors_origins=tuple(cors_origin), device=device, dtype=dtype)
+    app = create_app(
+        index_path, uploads=uploads, cors_origins=tuple(cors_origin), device=device, dtype=dtype, max_time_budget=max_time_budget
+    )
     out.print(f"moair: serving {index_path} at http://{host}:{port}/ (API docs at /docs; Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
@@ -503,6 +567,7 @@ def eval_mbeir(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results JSON here."),
     run_file: Optional[Path] = typer.Option(None, "--run-file", help="Also write the TREC run file here."),
     no_instruct: bool = typer.Option(False, "--no-instruct", help="Embed queries without UniIR's task instructions."),
+    rerank: int = typer.Option(0, "--rerank", min=0, max=100, help="Re-score the top N hits of each text query with the generator (see search --rerank)."),
 ) -> None:
     """Recall@k on M-BEIR, computed as UniIR computes it (a hit rate per query, averaged per task
     and over tasks). Writes WORK/mbeir-SPLIT-POOL.{json,md,run} and prints the table."""
@@ -518,7 +583,7 @@ def eval_mbeir(
         raise MoairError("--k values must be 1 or more")
     Path(work).mkdir(parents=True, exist_ok=True)
     with _progress_bars(True) as new_bar:
-        result = evaluate(root, work, split, task_list, pool, k_list, not no_instruct, progress=new_bar)
+        result = evaluate(root, work, split, task_list, pool, k_list, not no_instruct, progress=new_bar, rerank=rerank)
     stem = Path(work) / f"mbeir-{split}-{pool}"
     results_json = json.dumps(result.to_json(), indent=2)
     stem.with_suffix(".json").write_text(results_json)

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, TypeVar
+from typing import AsyncIterator, Callable, Iterator, TypeVar
 
 import faiss
 
@@ -60,6 +60,31 @@ class ServedEngine:
     async def search(self, call: Callable[[Engine], T]) -> T:
         """``call(engine)`` on a search thread (see the module docstring)."""
         return await asyncio.get_running_loop().run_in_executor(self._search_pool, self._search, call)
+
+    async def stream(self, events: Callable[[Engine], Iterator[T]]) -> AsyncIterator[T]:
+        """The items of ``events(engine)`` as a search thread produces them (a streamed answer)."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        finished = object()
+
+        def produce(engine: Engine) -> None:
+            for event in events(engine):
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        def run() -> None:
+            try:
+                self._search(produce)
+            except BaseException as error:  # handed to the request, which reports it
+                loop.call_soon_threadsafe(queue.put_nowait, error)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, finished)
+
+        producer = loop.run_in_executor(self._search_pool, run)
+        while (item := await queue.get()) is not finished:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+        await producer
 
     def _search(self, call: Callable[[Engine], T]) -> T:
         with self._state:

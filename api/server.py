@@ -24,7 +24,7 @@ from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request,
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,12 +34,14 @@ from indexer.images import decode_image, load_image
 from indexer.records import ItemRecord, Modality, SearchHit
 from indexer.store import IndexStats, Store
 from retriever import Engine
-from retriever.engine import MAX_K
+from retriever.engine import DEFAULT_ASK_BUDGET, MAX_BUDGET, MAX_K, MAX_RERANK
+from retriever.generative.ask import SUPPORT_FLOOR, Answer
 
 from api.jobs import Job, Rejected, UploadQueue
 from api.served import ServedEngine
 
 MAX_UPLOAD_BYTES = 20 * 2**20  # one image
+DEFAULT_MAX_TIME_BUDGET = 120.0  # seconds of generative work per request, at most
 MAX_REQUEST_BYTES = 100 * 2**20  # one request body, all its images together
 MAX_UPLOAD_FILES = 50
 WRITE_WAIT_SECONDS = 10  # a delete waits this long for an upload job to finish, then answers 409
@@ -67,12 +69,27 @@ class SearchRequest(BaseModel):
     modality: Optional[Modality] = None
     min_score: Optional[float] = None
     max_drop: Optional[float] = Field(None, ge=0)
+    rerank: int = Field(0, ge=0, le=MAX_RERANK, description='Re-score the top N hits with a generative model as P("Yes") that they match.')
+    time_budget: Optional[float] = Field(None, gt=0, le=MAX_BUDGET, description="Seconds the re-scoring may take (within the server's cap).")
 
 
 class SearchResponse(BaseModel):
     hits: list[SearchHit]
     offset: int
     k: int
+    reranked_by: Optional[str] = None  # the generator whose P("Yes") ordered the hits (rerank_score)
+
+
+class AskRequest(BaseModel):
+    """A question answered from the collection."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=2000, pattern=r"\S")
+    k: int = Field(5, ge=1, le=50, description="Items retrieved to answer from.")
+    min_score: float = Field(SUPPORT_FLOOR, description="Retrieval score an item needs to be a source.")
+    time_budget: float = Field(DEFAULT_ASK_BUDGET, gt=0, le=MAX_BUDGET, description="Seconds for the whole answer (within the server's cap).")
+    stream: bool = Field(True, description="Server-sent events (sources, token..., answer) instead of one JSON answer.")
 
 
 class Health(BaseModel):
@@ -150,11 +167,13 @@ def create_app(
     cors_origins: tuple[str, ...] = (),
     device: str = "auto",
     dtype: str = "auto",
+    max_time_budget: float = DEFAULT_MAX_TIME_BUDGET,
 ) -> FastAPI:
     """The app serving one index. ``api_key`` defaults to ``MOAIR_API_KEY``; "" means none.
     Uploaded images are saved in ``uploads`` (default: the index's ``uploads`` folder) and
     indexed in the background. ``cors_origins`` lists the web origins allowed to call the API
-    from a browser (none by default). ``device`` and ``dtype`` place a checkpoint backbone."""
+    from a browser (none by default). ``device`` and ``dtype`` place a checkpoint backbone.
+    ``max_time_budget`` caps the seconds of generative work (rerank, answers) one request gets."""
     api_key = (api_key if api_key is not None else os.environ.get("MOAIR_API_KEY")) or None  # "": no key
     engine = Engine.open(index_path, device=device, dtype=dtype)
     served = ServedEngine(engine)
@@ -212,6 +231,10 @@ def create_app(
         """How many hits to search for to serve this page."""
         return min(offset + k, MAX_K)
 
+    def budget(asked: Optional[float]) -> float:
+        """A request's time budget, within the server's cap."""
+        return min(asked if asked is not None else max_time_budget, max_time_budget)
+
     def page(hits: list[SearchHit], offset: int, k: int) -> SearchResponse:
         return SearchResponse(hits=hits[offset : offset + k], offset=offset, k=k)
 
@@ -231,14 +254,37 @@ def create_app(
 
     @app.post("/search", response_model=SearchResponse, dependencies=guarded, responses=ERRORS)
     async def search(request: SearchRequest) -> SearchResponse:
-        """Text search."""
-        hits = await served.search(
-            lambda engine: engine.search(
-                request.text, k=depth(request.offset, request.k), modality=request.modality,
-                min_score=request.min_score, max_drop=request.max_drop,
+        """Text search; with ``rerank``, the top hits ordered by a generative model's P("Yes")."""
+
+        def run(engine: Engine) -> tuple[list[SearchHit], Optional[str]]:
+            hits = engine.search(
+                request.text, k=depth(request.offset, request.k), modality=request.modality, min_score=request.min_score,
+                max_drop=request.max_drop, rerank=request.rerank, time_budget=budget(request.time_budget),
             )
-        )
-        return page(hits, request.offset, request.k)
+            return hits, engine.generator().version if any(h.rerank_score is not None for h in hits) else None
+
+        hits, reranked_by = await served.search(run)
+        return page(hits, request.offset, request.k).model_copy(update={"reranked_by": reranked_by})
+
+    @app.post(
+        "/ask", response_model=Answer, dependencies=guarded,
+        responses={**ERRORS, 200: {"description": "The answer: server-sent events (`sources`, `token`..., `answer`, or `error`), "
+                                   "or one JSON Answer with stream false.", "content": {"text/event-stream": {}}}},
+    )
+    async def ask(request: AskRequest):
+        """Answer a question from the collection, citing the items it used."""
+        options = {"k": request.k, "time_budget": budget(request.time_budget), "min_score": request.min_score}
+        if not request.stream:
+            return await served.search(lambda engine: engine.ask(request.question, **options))
+
+        async def events():
+            try:
+                async for event in served.stream(lambda engine: engine.ask_stream(request.question, **options)):
+                    yield f"event: {event.event}\ndata: {event.model_dump_json()}\n\n"
+            except MoairError as error:
+                yield f"event: error\ndata: {ErrorBody(error=str(error)).model_dump_json()}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     @app.post("/search/image", response_model=SearchResponse, dependencies=guarded, responses=ERRORS)
     async def search_image(

@@ -61,15 +61,15 @@ class Layout(BaseModel):
     def dim(self) -> int:
         return sum(b.dim + 1 for b in self.blocks)
 
-    def shifted(self, shifts: dict[str, float]) -> "Layout":
-        """The same layout with the chance levels of some blocks moved (by a projection head)."""
+    def shifted(self, shifts: dict[str, float], text_shifts: dict[str, float]) -> "Layout":
+        """The same layout with chance levels moved (by projection heads): ``shifts`` for the
+        blocks' own, ``text_shifts`` for a cross-modal block's text-to-image one."""
         blocks = []
         for block in self.blocks:
-            shift = shifts.get(block.name, 0.0)
             text = block.unrelated_text_similarity
             blocks.append(block.model_copy(update={
-                "unrelated_similarity": block.unrelated_similarity + shift,
-                "unrelated_text_similarity": None if text is None else text + shift,
+                "unrelated_similarity": block.unrelated_similarity + shifts.get(block.name, 0.0),
+                "unrelated_text_similarity": None if text is None else text + text_shifts.get(block.name, 0.0),
             }))
         return Layout(blocks=blocks)
 

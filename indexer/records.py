@@ -113,3 +113,6 @@ class SearchHit(BaseModel):
     contributions: dict[str, float]
     evidence: list[str]
     other_paths: list[str] = Field(default_factory=list)
+    # with rerank: the generator's probability that the item matches the query ("Yes" over "No");
+    # None for a hit that was not re-scored
+    rerank_score: float | None = None

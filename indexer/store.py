@@ -93,8 +93,10 @@ class HeadRecord(BaseModel):
 
     file: str  # in the index's heads/ folder
     version: str
-    # how much the head moved the typical cosine of unrelated items, measured on the collection
-    unrelated_shift: float = 0.0
+    # how much the head moved the typical cosine between unrelated items (item_shift) and between
+    # unrelated queries and items (query_shift), measured on the collection
+    item_shift: float = 0.0
+    query_shift: float = 0.0
 
 
 class IndexConfig(BaseModel):
@@ -330,9 +332,15 @@ class Store:
 
     @property
     def layout(self) -> Layout:
-        """The layout queries are composed with: the chance levels as the projection heads moved them."""
-        shifts = {block: record.unrelated_shift for space, record in self.config.heads.items() for block in EMBEDDING_SPACES[space]}
-        return self.config.layout.shifted(shifts)
+        """The layout queries are composed with: the chance levels as the projection heads moved
+        them. Queries of the language blocks are embedded as queries (query_shift); the visual block
+        compares images with images (item_shift) and, cross-modal, texts with images (query_shift)."""
+        shifts, text_shifts = {}, {}
+        for space, record in self.config.heads.items():
+            for block in EMBEDDING_SPACES[space]:
+                shifts[block] = record.item_shift if space == "visual" else record.query_shift
+                text_shifts[block] = record.query_shift
+        return self.config.layout.shifted(shifts, text_shifts)
 
     def project(self, rows: np.ndarray) -> np.ndarray:
         """Stored item rows as searched: each present block through its space's projection head."""
@@ -353,11 +361,16 @@ class Store:
         heads = {block: self._heads[space] for space in self._heads for block in EMBEDDING_SPACES[space]}
         return {name: vector if vector is None or name not in heads else heads[name].apply(vector) for name, vector in parts.items()}
 
-    def set_heads(self, heads: dict[str, ProjectionHead | None], progress: ProgressCallback | None = None) -> None:
-        """Search through these projection heads from now on (None removes a space's head). The
-        head files are written first, the vector index is built again from the stored vectors,
-        and the configuration naming the heads is committed together with the new vector index:
-        a crash at any point leaves the old index or the new one, whole."""
+    def set_heads(
+        self, heads: dict[str, ProjectionHead | None], probes: dict[str, np.ndarray] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        """Search through these projection heads from now on (None removes a space's head).
+        ``probes[space]`` are query embeddings of texts unrelated to the collection, which measure
+        how a head moves the query-to-item chance level (without them the item-to-item shift is
+        used). The head files are written first, the vector index is built again from the stored
+        vectors, and the configuration naming the heads is committed together with the new vector
+        index: a crash at any point leaves the old index or the new one, whole."""
         if not self.writable:
             raise MoairError("this index was opened read-only")
         folder = self.path / HEADS_FOLDER
@@ -370,7 +383,8 @@ class Store:
                 continue
             file = f"{space}-{head.fingerprint}.npz"
             head.save(folder / file)
-            records[space] = HeadRecord(file=file, version=head.version, unrelated_shift=self._chance_shift(sample, space, head))
+            item_shift, query_shift = self._chance_shifts(sample, space, head, (probes or {}).get(space))
+            records[space] = HeadRecord(file=file, version=head.version, item_shift=item_shift, query_shift=query_shift)
             active[space] = head
         before = self._heads
         self._heads = active
@@ -394,22 +408,24 @@ class Store:
         chunks = [rows for _, rows in self._vector_chunks(np.sort(live), projected=False)]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.config.layout.dim), np.float32)
 
-    def _chance_shift(self, sample: np.ndarray, space: str, head: ProjectionHead) -> float:
-        """How much ``head`` moves the mean cosine between different items of the collection (the
-        chance level the mixture subtracts), averaged over the space's blocks; 0 with too few items."""
-        shifts = []
+    def _chance_shifts(self, sample: np.ndarray, space: str, head: ProjectionHead, probes: np.ndarray | None) -> tuple[float, float]:
+        """How much ``head`` moves the mean cosine between different items of the collection, and
+        between the unrelated ``probes`` and the items (the chance levels the mixture subtracts),
+        averaged over the space's blocks; 0 with too few items. Without probes both are the first."""
+        item_shifts, query_shifts = [], []
         slices = self.config.layout.slices()
         for block in EMBEDDING_SPACES[space]:
             where = slices[block]
             vectors = sample[sample[:, where.stop - 1] > 0, where.start : where.stop - 1]
             if len(vectors) < 2:
                 continue
-            pairs = np.roll(np.arange(len(vectors)), 1)  # each item with another one
             projected = head.apply(vectors)
-            before = np.mean(np.sum(vectors * vectors[pairs], axis=1))
-            after = np.mean(np.sum(projected * projected[pairs], axis=1))
-            shifts.append(float(after - before))
-        return round(float(np.mean(shifts)), 4) if shifts else 0.0
+            pairs = np.roll(np.arange(len(vectors)), 1)  # each item with another one
+            item_shifts.append(np.mean(np.sum(projected * projected[pairs], axis=1)) - np.mean(np.sum(vectors * vectors[pairs], axis=1)))
+            if probes is not None and len(probes):
+                query_shifts.append(np.mean(head.apply(probes) @ projected.T) - np.mean(probes @ vectors.T))
+        item_shift = round(float(np.mean(item_shifts)), 4) if item_shifts else 0.0
+        return item_shift, round(float(np.mean(query_shifts)), 4) if query_shifts else item_shift
 
     # -- the FAISS cache -----------------------------------------------------------------------
     def _manifest(self) -> VectorManifest | None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, get_args
+from typing import Callable, Iterable, Iterator, Sequence, get_args
 
 import numpy as np
 
@@ -27,8 +28,16 @@ from indexer.records import Entry, ItemRecord, Modality, SearchHit
 from indexer.store import IndexConfig, IndexSettings, IndexStats, Store, is_index_dir
 from indexer.verbalize import verbalize
 from retriever.evidence import evidence
+from retriever.generative import GENERATORS
+from retriever.generative.ask import SUPPORT_FLOOR, Answer, AskEvent, answer_events
+from retriever.generative.rerank import candidate
+from retriever.generative.rerank import rerank as rerank_hits
 
 MAX_K = 1000
+MAX_RERANK = 100  # hits a generator re-scores at most
+MAX_BUDGET = 3600.0  # seconds
+DEFAULT_ASK_BUDGET = 60.0
+CHANCE_PROBES = 64  # training queries that measure how a head moves the query-to-item chance level
 QUERY_EMBEDDINGS_CACHED = 256  # recent query texts: the next page of a search does not embed it again
 MODALITIES = get_args(Modality)
 HeadProgress = Callable[[str, int, int], None]  # (stage, done, total) while a head is trained
@@ -37,9 +46,11 @@ HeadProgress = Callable[[str, int, int], None]  # (stage, done, total) while a h
 class Engine:
     """An open moair index with the models that built it."""
 
-    def __init__(self, store: Store, analyzer: Analyzer) -> None:
+    def __init__(self, store: Store, analyzer: Analyzer, device: str = "auto", dtype: str = "auto") -> None:
         self.store = store
         self.analyzer = analyzer
+        self._device, self._dtype = device, dtype
+        self._generator = None
         self._query_embedding = functools.lru_cache(maxsize=QUERY_EMBEDDINGS_CACHED)(self._embed_query)
 
     def _embed_query(self, text: str) -> np.ndarray:
@@ -73,7 +84,7 @@ class Engine:
             store = Store.open(path, writable=create)
             try:
                 _refuse_other_models(path, store.config, text_embedder, backbone, checkpoint, expert_checkpoints)
-                return cls(store, Analyzer.for_index(store.config, device=device, dtype=dtype))
+                return cls(store, Analyzer.for_index(store.config, device=device, dtype=dtype), device, dtype)
             except BaseException:
                 store.close()
                 raise
@@ -87,7 +98,7 @@ class Engine:
             experts=[*experts, *expert_options], text_embedder=text_embedder, backbone=backbone,
             backbone_options=options, expert_options=expert_options,
         )
-        return cls(Store.create(path, analyzer.index_config()), analyzer)
+        return cls(Store.create(path, analyzer.index_config()), analyzer, device, dtype)
 
     def close(self) -> None:
         self.store.close()
@@ -146,11 +157,17 @@ class Engine:
         modality: Modality | None = None,
         min_score: float | None = None,
         max_drop: float | None = None,
+        rerank: int = 0,
+        time_budget: float | None = None,
     ) -> list[SearchHit]:
         """Top-``k`` items for a text query, an image query, or both (image + text). With
         ``modality`` ("image", "text" or "image,text"), only items holding exactly that are searched.
         ``min_score`` drops hits scoring below it; ``max_drop`` ends the list at the first score
-        that falls more than that below the hit before it (a score-gap cut)."""
+        that falls more than that below the hit before it (a score-gap cut). With ``rerank`` N
+        (text queries), the top N hits are re-scored by the generator (``generator()``) as P("Yes")
+        that they match, given in ``rerank_score``, and ordered by it; ``time_budget`` (seconds)
+        stops the re-scoring when it runs out (the hits not judged by then keep their order)."""
+        started = time.monotonic()
         if text is not None and not isinstance(text, str):
             raise MoairError(f"query text must be a string, not {type(text).__name__}")
         text = text.strip() if text else None
@@ -165,6 +182,11 @@ class Engine:
                 raise MoairError(f"{name} must be a number, got {value!r}")
         if max_drop is not None and max_drop < 0:
             raise MoairError(f"max_drop must be 0 or more, got {max_drop!r}")
+        if isinstance(rerank, bool) or not isinstance(rerank, int) or not 0 <= rerank <= MAX_RERANK:
+            raise MoairError(f"rerank must be a whole number from 0 to {MAX_RERANK}, got {rerank!r}")
+        if rerank and not text:
+            raise MoairError("rerank needs a text query (the generator is asked whether each hit matches it)")
+        _check_budget(time_budget)
         if len(self.store) == 0:
             return []
 
@@ -190,7 +212,12 @@ class Engine:
         if analysis is None and decision.weights["visual"] > 0:  # a text query into the image space
             parts["visual"], from_text = backbone.embed_texts([text])[0], frozenset({"visual"})
         query = self.store.layout.compose(self.store.project_parts(parts), decision.weights, from_text)
-        return self._hits(query, k, modality, min_score, max_drop, text, analysis.perception if analysis else None)
+        hits = self._hits(query, max(k, rerank), modality, min_score, max_drop, text, analysis.perception if analysis else None)
+        deadline = started + time_budget if time_budget is not None else None
+        if rerank and hits and (deadline is None or time.monotonic() < deadline):  # no time left: no model loaded
+            records = {r.item_id: r for r in self.store.items([h.item_id for h in hits[:rerank]])}
+            hits = rerank_hits(hits, records, text, self.generator(), rerank, deadline)
+        return hits[:k]
 
     def similar(self, item_id: int, k: int = 10, modality: Modality | None = None) -> list[SearchHit]:
         """"More like this": items like a stored one, searched as an image query of it would be
@@ -258,6 +285,40 @@ class Engine:
         Returns a one-line summary."""
         return self._writable().optimize(progress=progress)
 
+    def generator(self):
+        """The generative model for rerank and answers: the index's MoAI backbone when it has one
+        (the loaded model is shared), else the packaged Gemma-3 270M reading verbalizations."""
+        if self._generator is None:
+            backbone = self.analyzer.backbone
+            if backbone.name == "moai":
+                self._generator = GENERATORS.create("moai", backbone=backbone)
+            else:
+                self._generator = GENERATORS.create("gemma", device=self._device, dtype=self._dtype)
+        return self._generator
+
+    def ask_stream(
+        self, question: str, k: int = 5, time_budget: float = DEFAULT_ASK_BUDGET, min_score: float = SUPPORT_FLOOR,
+        max_new_tokens: int = 128,
+    ) -> Iterator[AskEvent]:
+        """Answer ``question`` from the collection, as events: the sources (the top ``k`` hits that
+        score at least ``min_score``), the answer's pieces as they are generated, then the whole
+        ``Answer`` with its citations. With no source the answer is "not found in the collection"
+        and nothing is generated; the time budget (seconds, retrieval included) ends the answer."""
+        started = time.monotonic()
+        if not isinstance(question, str) or not question.strip():
+            raise MoairError("give a question")
+        _check_budget(time_budget)
+        hits = self.search(question, k=k)
+        records = {r.item_id: candidate(r) for r in self.store.items([h.item_id for h in hits])}
+        in_time = time.monotonic() < started + time_budget
+        generator = self.generator() if in_time and any(h.score >= min_score for h in hits) else _NoGenerator()
+        yield from answer_events(question.strip(), hits, records, generator, started, started + time_budget, min_score, max_new_tokens)
+
+    def ask(self, question: str, k: int = 5, time_budget: float = DEFAULT_ASK_BUDGET, min_score: float = SUPPORT_FLOOR) -> Answer:
+        """The whole answer of ``ask_stream``."""
+        *_, answer = self.ask_stream(question, k=k, time_budget=time_budget, min_score=min_score)
+        return answer
+
     def head_spaces(self) -> list[str]:
         """The embedding spaces a projection head can be trained for: the text embedder's
         ("language": caption and OCR blocks) and, with a cross-modal backbone, its shared space ("visual")."""
@@ -282,7 +343,8 @@ class Engine:
         def report_to(stage: str):
             return (lambda done, total, *_: progress(stage, done, total)) if progress else None
 
-        heads, reports = {}, {}
+        heads, reports, probes = {}, {}, {}
+        probe_texts = list(dict.fromkeys(t.query for t in triples))[:CHANCE_PROBES]
         for space in spaces:
             if space == "language":
                 encoder = self.analyzer.text_embedder
@@ -295,7 +357,8 @@ class Engine:
                 progress=report_to(f"training the {space} head"), embed_progress=report_to(f"embedding texts ({space})"),
                 **training,
             )
-        store.set_heads(heads, progress=report_to("projecting the index"))
+            probes[space] = embed_queries(probe_texts)  # texts unrelated to the photos: the query chance level
+        store.set_heads(heads, probes, progress=report_to("projecting the index"))
         return reports
 
     def remove_heads(self, spaces: Sequence[str] | None = None) -> None:
@@ -342,6 +405,21 @@ def _refuse_other_models(
     for name, folder in (expert_checkpoints or {}).items():
         if config.expert_options.get(name, {}).get("checkpoint") != str(Path(folder).expanduser().absolute()):
             raise MoairError(f"{path} was built without the {name} expert from {folder}; {new_index}")
+
+
+def _check_budget(seconds: float | None) -> None:
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= MAX_BUDGET):
+        raise MoairError(f"time_budget must be a number of seconds above 0 and at most {MAX_BUDGET}, got {seconds!r}")
+
+
+class _NoGenerator:
+    """Stands in when no item supports an answer or no time is left: nothing is generated, no
+    model is loaded."""
+
+    version = "none"
+
+    def stream(self, *args, **kwargs) -> Iterator[str]:
+        return iter(())
 
 
 def cut_by_score(

@@ -83,14 +83,16 @@ def evaluate(
     instruct: bool = True,
     progress: Progress = lambda label: None,
     experts: Sequence[str] = DEFAULT_EXPERTS,
+    rerank: int = 0,
 ) -> EvalResult:
     """Recall@k per (dataset, task) and averaged, UniIR's way. ``pool``: "local" (each task's own
     pool, M-BEIR_local) or "global" (the union pool); ``ks`` defaults to each task's UniIR list;
-    ``experts`` are the perception experts of new pool indexes (an ablation drops one)."""
+    ``experts`` are the perception experts of new pool indexes (an ablation drops one); ``rerank``
+    N re-scores the top N hits of each query with text by the generator (``Engine.search``)."""
     if pool not in ("local", "global"):
         raise MoairError(f"pool must be local or global, got {pool!r}")
     task_names = [TaskName.parse(name) for name in tasks]  # every name checked before any work
-    run = _Evaluation(Layout(Path(root)), Path(work), split, pool, instruct, progress, experts)
+    run = _Evaluation(Layout(Path(root)), Path(work), split, pool, instruct, progress, experts, rerank)
     with run.engines:
         for task in task_names:
             run.evaluate_task(task, sorted(set(ks or task.ks)))
@@ -102,10 +104,11 @@ class _Evaluation:
     """One ``evaluate`` call: the open pool indexes and the results so far."""
 
     def __init__(
-        self, layout: Layout, work: Path, split: str, pool: str, instruct: bool, progress: Progress, experts: Sequence[str]
+        self, layout: Layout, work: Path, split: str, pool: str, instruct: bool, progress: Progress, experts: Sequence[str],
+        rerank: int = 0,
     ) -> None:
         self.layout, self.work, self.split, self.pool, self.progress = layout, work, split, pool, progress
-        self.experts = experts
+        self.experts, self.rerank = experts, rerank
         self.instructions = read_instructions(layout.instructions()) if instruct else None
         self.result = EvalResult(tasks=[], average={})
         self.engines = ExitStack()
@@ -119,6 +122,7 @@ class _Evaluation:
         qrels = read_qrels(self.layout.qrels(task, self.split))
         depth = min(max(ks), MAX_K)
         name = run_id(str(task), self.pool, self.split, depth) + ("" if self.instructions is not None else "_noinstruct")
+        name += f"_rerank{self.rerank}" if self.rerank else ""
         cached = self.work / "runs" / f"{name}.json"
         if cached.exists():
             ranked = {qid: [(did, score) for did, score in hits] for qid, hits in json.loads(cached.read_text()).items()}
@@ -168,7 +172,7 @@ class _Evaluation:
             if text is None and image is None:
                 raise MoairError(f"{query_file}: query {query.qid} has neither query_txt nor query_img_path")
             try:
-                hits = engine.search(text, image=image, k=depth, modality=modality)
+                hits = engine.search(text, image=image, k=depth, modality=modality, rerank=self.rerank if text else 0)
             except MoairError as e:
                 raise MoairError(f"{query_file}: query {query.qid}: {e}") from None
             # Candidates with the same content are one item; each of their dids is a result.

@@ -10,13 +10,15 @@ panoptic colour map (from the ``panoptic`` expert when it runs; empty otherwise)
 The embedding is E5-V's: the prompt asks for the input "in one word" and the final hidden state of
 the prompt's last token is the vector, for an image (with its auxiliary input), a text, or an image
 changed by a text. MoAI was not trained for this; ``moair train-head`` fits a projection on top.
-``generate`` answers a question about an image (or a text alone) greedily, for reranking.
+``stream``/``generate`` answer a question about an image (or a text alone) greedily and
+``next_token_probabilities`` gives the first answer token's distribution (P("Yes") for reranking).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import ClassVar, Sequence
+import time
+from typing import ClassVar, Iterator, Sequence
 
 import numpy as np
 
@@ -165,24 +167,48 @@ class MoAIBackbone:
         """An image changed by a text, E5-V's composed-retrieval prompt."""
         return self._last_hidden([COMPOSED_QUESTION.format(text)], [analysis])[0]
 
-    def generate(self, question: str, analysis: Analysis | None = None, max_new_tokens: int = 128) -> str:
+    def _prefill(self, question: str, analysis: Analysis | None):
+        """Hidden states and key/value cache after reading a prompt (mixer on when there is an image)."""
+        embeds, real, image_rows = self._sequences([question], None if analysis is None else [analysis])
+        aux = None if analysis is None else self._auxiliary([analysis])
+        hidden, cache = self.model(embeds, real, image_rows, aux)
+        return hidden, cache, real
+
+    def next_token_probabilities(self, question: str, analysis: Analysis | None = None) -> np.ndarray:
+        """The distribution of the first answer token to ``question`` (about the image of ``analysis``)."""
+        with self._lock, self._torch.inference_mode():
+            hidden, _, _ = self._prefill(question, analysis)
+            return self._torch.softmax(self.model.output(hidden[0, -1]).float(), dim=-1).cpu().numpy()
+
+    def stream(
+        self, question: str, analysis: Analysis | None = None, max_new_tokens: int = 128, deadline: float | None = None
+    ) -> Iterator[str]:
         """MoAI's greedy answer to ``question`` about the image in ``analysis`` (or about nothing),
-        stopping at the end of its turn."""
+        as text pieces while it is generated; stops at the end of its turn, after
+        ``max_new_tokens`` or at ``deadline`` (a ``time.monotonic()`` value)."""
         torch = self._torch
         stops = {self.tokenizer.eos_id, self.tokenizer.turn_end_id}
         answer: list[int] = []
+        shown = ""
         with self._lock, torch.inference_mode():
-            embeds, real, image_rows = self._sequences([question], None if analysis is None else [analysis])
-            aux = None if analysis is None else self._auxiliary([analysis])
-            hidden, cache = self.model(embeds, real, image_rows, aux)
+            hidden, cache, real = self._prefill(question, analysis)
             for _ in range(max_new_tokens):
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
                 token = int(self.model.output(hidden[:, -1]).argmax(-1))
                 if token in stops:
                     break
                 answer.append(token)
+                text = self.tokenizer.decode(answer)
+                if len(text) > len(shown):  # a piece can end inside a character: wait for the rest
+                    yield text[len(shown):]
+                    shown = text
                 real = torch.cat((real, torch.ones(1, 1, dtype=torch.bool, device=self.device)), dim=1)
                 hidden, cache = self.model(self._token_embeddings([token])[None], real, cache=cache)
-        return self.tokenizer.decode(answer).strip()
+
+    def generate(self, question: str, analysis: Analysis | None = None, max_new_tokens: int = 128) -> str:
+        """The whole answer of ``stream``, stripped."""
+        return "".join(self.stream(question, analysis, max_new_tokens)).strip()
 
 
 def _runs(ids: list[int], image_id: int):

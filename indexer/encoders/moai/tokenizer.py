@@ -53,5 +53,10 @@ class MoAITokenizer:
                 ids.extend(self.pieces.EncodeAsIds(chunk))
         return ids
 
+    def word_ids(self, word: str) -> list[int]:
+        """The ids of ``word`` as one piece, with and without SentencePiece's word-start mark."""
+        found = {self.pieces.PieceToId(piece) for piece in (word, "\u2581" + word)}
+        return sorted(found - {self.pieces.unk_id()})
+
     def decode(self, ids: list[int]) -> str:
         return self.pieces.DecodeIds([i for i in ids if i < self.pieces.GetPieceSize()])

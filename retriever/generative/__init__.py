@@ -1,0 +1,16 @@
+"""Generative models over retrieved items: rerank (P("Yes") that an item matches the query) and
+answers grounded in the items (``moair ask``).
+
+A generator is a plug-in in ``GENERATORS`` (one file, one import line below). It provides
+``name``, ``version``, ``judge(question, candidates) -> list[float]`` (the probability of "Yes"
+for each candidate, normalised over "Yes" and "No") and ``stream(question, sources,
+max_new_tokens, deadline) -> Iterator[str]`` (answer text as it is generated, stopping at the
+deadline, a ``time.monotonic()`` value). What each model reads of a candidate (its
+verbalization, its image, both) is the plug-in's choice.
+"""
+
+from indexer.registry import Registry
+
+GENERATORS: Registry = Registry("generator")
+
+from retriever.generative import gemma, moai  # noqa: E402,F401  (registers them)
