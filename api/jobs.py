@@ -110,7 +110,7 @@ class UploadQueue:
         for temp in self.folder.glob(f"{TEMP_PREFIX}*"):
             temp.unlink(missing_ok=True)  # a write cut short; its request was never answered
         store = self.served.engine.store
-        pending = [p for p in sorted(self.folder.iterdir()) if p.is_file() and store.file_state(str(p)) is None and store.skipped_state(str(p)) is None]
+        pending = [p for p in sorted(self.folder.iterdir()) if p.is_file() and store.file_state(str(p)) is None and _worth_trying(store, p)]
         return self.submit({p: p.name for p in pending}, []) if pending else None
 
     def get(self, job_id: str) -> Job | None:
@@ -149,9 +149,16 @@ class UploadQueue:
             self._update(job, state="failed", error=f"{type(e).__name__}: {e}", finished=time.time())
             return
         names = {str(path): name for path, name in files.items()}
-        rejected = job.rejected + [Rejected(name=names.get(path, Path(path).name), reason=reason) for path, reason in report.skipped]
+        not_indexed = report.skipped + report.failed
+        rejected = job.rejected + [Rejected(name=names.get(path, Path(path).name), reason=reason) for path, reason in not_indexed]
         self._update(
             job, state="done", done=len(files), added=report.added + report.updated, linked=report.linked,
             unchanged=report.unchanged, rejected=rejected, item_ids=[i for i in item_ids if i is not None],
             finished=time.time(),
         )
+
+
+def _worth_trying(store: Store, path: Path) -> bool:
+    """Not known as a bad file: never tried, or it failed to be read or analysed."""
+    skipped = store.skipped_state(str(path))
+    return skipped is None or skipped.retried

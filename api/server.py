@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
 from enum import IntEnum
-from typing import Optional
+from typing import Literal, Optional
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from indexer.errors import ImageError, MoairError
 from indexer.images import decode_image, load_image
+from indexer.model_check import ModelCheck
 from indexer.records import ItemRecord, Modality, SearchHit
 from indexer.store import IndexStats, Store
 from retriever import Engine
@@ -58,12 +59,17 @@ STATIC = Path(__file__).parent / "static"  # the web page: plain files, no CDN
 PAGE_NOTE = f"Skip this many hits (pagination). Search goes {MAX_K} hits deep: a page past that comes back short or empty."
 
 
+# A character that is not a space, as Python's str.strip sees spaces: besides Unicode's White_Space
+# (regex \s), it strips the separators U+001C..U+001F, so "\x1f" alone is no query.
+VISIBLE = r"[^\s\x1c-\x1f]"
+
+
 class SearchRequest(BaseModel):
     """A text search (English or Korean)."""
 
     model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
 
-    text: str = Field(min_length=1, max_length=2000, pattern=r"\S", description="The query; needs a character that is not a space.")
+    text: str = Field(min_length=1, max_length=2000, pattern=VISIBLE, description="The query; needs a character that is not a space.")
     k: int = Field(10, ge=1, le=MAX_K)
     offset: int = Field(0, ge=0, le=MAX_K - 1, description=PAGE_NOTE)
     modality: Optional[Modality] = None
@@ -85,7 +91,7 @@ class AskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(min_length=1, max_length=2000, pattern=r"\S")
+    question: str = Field(min_length=1, max_length=2000, pattern=VISIBLE)
     k: int = Field(5, ge=1, le=50, description="Items retrieved to answer from.")
     min_score: float = Field(SUPPORT_FLOOR, description="Retrieval score an item needs to be a source.")
     time_budget: float = Field(DEFAULT_ASK_BUDGET, gt=0, le=MAX_BUDGET, description="Seconds for the whole answer (within the server's cap).")
@@ -93,8 +99,9 @@ class AskRequest(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: Literal["ok", "failing"]  # failing: a model of the index does not load or run (detail=true checks them)
     items: int
+    models: Optional[list[ModelCheck]] = None  # with detail=true: each model, its packages, whether it runs
 
 
 class Deleted(BaseModel):
@@ -244,9 +251,15 @@ def create_app(
     def web_page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    @app.get("/health", response_model=Health)
-    def health() -> Health:
-        return Health(status="ok", items=served.read(len))
+    @app.get("/health", response_model=Health, responses=ERRORS)
+    def health(request: Request, detail: bool = False) -> Health:
+        """Liveness (no API key needed); ``detail=true`` also loads and runs each model of the index
+        once, as ``moair doctor --index`` does, and lists the package versions (this needs the key)."""
+        if not detail:
+            return Health(status="ok", items=served.read(len))
+        key_required(request)
+        checks = served.read(Engine.check_models)
+        return Health(status="failing" if any(c.ok is False for c in checks) else "ok", items=served.read(len), models=checks)
 
     @app.get("/stats", response_model=IndexStats, dependencies=guarded, responses=ERRORS)
     def stats() -> IndexStats:

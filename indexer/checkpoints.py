@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 from indexer.errors import MoairError
 
@@ -100,6 +100,10 @@ class CheckpointModel:
     and its processor, keeps the folder's fingerprint for the plug-in's version, says what the index
     records to build it again (``options``), and holds a lock so one shared copy of a large model
     runs one forward at a time."""
+
+    packages: ClassVar[tuple[str, ...]] = ("torch", "transformers", "safetensors")
+    needs_checkpoint: ClassVar[bool] = True
+    extra: ClassVar[str] = "checkpoints"
 
     def __init__(self, checkpoint: str | Path | None, what: str, model_class: str, device: str, dtype: str) -> None:
         folder = checkpoint_folder(checkpoint, what)

@@ -102,6 +102,11 @@ class SsdMobilenetCoco:
     def __init__(self) -> None:
         import cv2
 
+        if not hasattr(cv2.dnn, "readNetFromTensorflow"):
+            raise MoairError(
+                f"OpenCV {cv2.__version__} has no TensorFlow importer (cv2.dnn.readNetFromTensorflow), which the COCO "
+                "detector's frozen graph is read with; OpenCV 5.1 removed it"
+            )
         self._net = cv2.dnn.readNetFromTensorflow(
             str(openpibo_model("frozen_inference_graph.pb")), str(openpibo_model("ssd_mobilenet_v2_coco_2018_03_29.pbtxt"))
         )

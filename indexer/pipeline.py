@@ -3,14 +3,24 @@
 Files are processed by a pool of worker threads, one per core (up to ``INDEX_WORKERS``): each
 reads, hashes, decodes, analyses and embeds whole files with its own single-threaded copy of the
 models (see ``indexer.packaged_models``), while this thread commits their results in order.
+
+Before the first file is read, every model is loaded and run once on a small image
+(``Analyzer.require_working_models``): a broken install stops the run instead of failing on each
+photo. A file whose bytes are bad is remembered as such; one that could not be read or analysed
+is tried again on the next run. An error that is not about the file (MemoryError, an import
+error, a model error, or the same error on several different files) stops the run; what was
+committed before it stays.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import re
+import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +34,18 @@ from indexer.experts import DEFAULT_EXPERTS, EXPERTS
 from indexer.experts.base import Analysis
 from indexer.images import LoadedImage, content_hash, decode_image, is_image_path
 from indexer.mixture import Block, Layout, normalise_rows
+from indexer.model_check import ModelCheck, ModelError, check, first_failure, smoke_image, vectors
 from indexer.packaged_models import INDEX_WORKERS, make_worker_thread
 from indexer.records import Entry, Perception, Verbalization
-from indexer.store import FileEntry, IndexConfig, NewItem, Store
+from indexer.store import FileEntry, IndexConfig, NewItem, SkipKind, SkippedFile, Store
 from indexer.verbalize import VERSION as VERBALIZATION_VERSION
 from indexer.verbalize import verbalize
 
 BATCH_SIZE = 16  # new items per commit
 IN_FLIGHT = 2 * INDEX_WORKERS + 2  # files submitted ahead, so no worker waits for the next one
+SAME_ERROR_STOPS = 3  # the same analysis error on this many different files is not about the files
+CHECK_TEXT = "a photo of a dog next to a red car"  # what the start-up check embeds
+NOT_ABOUT_THE_FILE = (MemoryError, ImportError, MoairError)  # raised while analysing: the run stops
 
 
 class Analyzer:
@@ -52,9 +66,12 @@ class Analyzer:
         unknown = [name for name in experts if name not in order]
         if unknown:
             EXPERTS.create(unknown[0])  # the registry's message, listing the known ones
-        self.experts = [EXPERTS.create(name, **(expert_options or {}).get(name, {})) for name in sorted(set(experts), key=order.index)]
-        self.text_embedder = TEXT_EMBEDDERS.create(text_embedder)
-        self.backbone = BACKBONES.create(backbone, **(backbone_options or {}))
+        self.experts = [
+            _create("expert", EXPERTS, name, **(expert_options or {}).get(name, {})) for name in sorted(set(experts), key=order.index)
+        ]
+        self.text_embedder = _create("text embedder", TEXT_EMBEDDERS, text_embedder)
+        self.backbone = _create("backbone", BACKBONES, backbone, **(backbone_options or {}))
+        self._models_work = False
 
     @classmethod
     def for_index(cls, config: IndexConfig, device: str = "auto", dtype: str = "auto") -> "Analyzer":
@@ -109,6 +126,47 @@ class Analyzer:
         versions["backbone"] = f"{self.backbone.name}/{self.backbone.version}"
         return versions
 
+    def check_models(self) -> list[ModelCheck]:
+        """Load every expert and encoder and run it once: the experts on a small image, the text
+        embedder on a sentence, the backbone on the image (and the sentence, when it is
+        cross-modal); an encoder must give finite unit vectors of its size. Called in an indexing
+        worker, it loads that worker's own copies, which it then keeps."""
+        analysis = Analysis.of(smoke_image())
+        results = [check("expert", e.name, e, functools.partial(e.run, analysis)) for e in self.experts]
+        text, backbone = self.text_embedder, self.backbone
+
+        def embed_text() -> None:
+            vectors(text.embed_passages([CHECK_TEXT]), 1, text.dim)
+            vectors(text.embed_queries([CHECK_TEXT]), 1, text.dim)
+
+        def embed_image() -> None:
+            vectors(backbone.embed([analysis]), 1, backbone.dim)
+            if getattr(backbone, "cross_modal", False):
+                vectors(backbone.embed_texts([CHECK_TEXT]), 1, backbone.dim)
+
+        results.append(check("text embedder", text.name, text, embed_text))
+        results.append(check("backbone", backbone.name, backbone, embed_image))
+        return results
+
+    def require_working_models(self) -> None:
+        """Raise ``ModelError`` for the first model that cannot load or run (checked once, before
+        any file is read, in every indexing worker at the same time: each loads its own copies, as
+        it would for its first file)."""
+        if self._models_work:
+            return
+        together = threading.Barrier(INDEX_WORKERS)
+
+        def check_in_this_worker() -> list[ModelCheck]:
+            try:
+                return self.check_models()
+            finally:
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    together.wait(timeout=600)  # one check per worker: none takes a second one
+
+        for checks in [f.result() for f in [_worker_pool().submit(check_in_this_worker) for _ in range(INDEX_WORKERS)]]:
+            first_failure(checks)
+        self._models_work = True
+
     def analyze(self, image: LoadedImage) -> Analysis:
         analysis = Analysis.of(image)
         for expert in self.experts:
@@ -140,6 +198,21 @@ class Analyzer:
         return verbalization, parts
 
 
+def _create(kind, registry, name: str, **options):
+    """A plug-in from its registry; a failure that is not already a message for the user (an
+    import error, say) becomes a ``ModelError`` naming the plug-in and its packages."""
+    try:
+        return registry.create(name, **options)
+    except MoairError:
+        raise
+    except Exception as e:
+        raise ModelError(check(kind, name, registry.get(name), lambda: _reraise(e))) from e
+
+
+def _reraise(error: Exception) -> None:
+    raise error
+
+
 @dataclass
 class IndexReport:
     """What one indexing run did."""
@@ -149,8 +222,10 @@ class IndexReport:
     linked: int = 0  # new or changed path whose content was already indexed (not embedded again)
     unchanged: int = 0
     removed: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) found bad in this run
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): bad bytes, found in this run
     skipped_before: int = 0  # bad files seen in an earlier run and not changed since
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): not read or analysed; tried again next run
+    retried: int = 0  # files that failed in an earlier run, tried again in this one
     interrupted: bool = False
     maintenance: str | None = None  # what was done to the vector index afterwards (rebuilt, compacted, tuned)
     seconds: float = 0.0
@@ -175,13 +250,17 @@ class _Work:
 
 @dataclass
 class _Processed:
-    """One file after a worker is done with it: bad (``error``), known content (``item`` None),
-    or new content analysed and embedded."""
+    """One file after a worker is done with it: not indexed (``error``, of ``kind``), known
+    content (``item`` None), or new content analysed and embedded."""
 
     work: _Work
     digest: str | None = None
     item: NewItem | None = None
     error: str | None = None
+    kind: SkipKind = "content"
+
+    def skipped(self) -> SkippedFile:
+        return SkippedFile(self.work.path, self.work.size, self.work.mtime_ns, self.error or "", self.kind)
 
 
 ProgressCallback = Callable[[int, int], None]
@@ -219,7 +298,7 @@ def _process(work: _Work, known: Callable[[str], bool], analyzer: Analyzer, layo
             with open(work.image, "rb") as f:
                 data = f.read()
         except OSError as e:
-            return _Processed(work, error=f"cannot read file: {e.strerror or e}")
+            return _Processed(work, error=f"cannot read file: {e.strerror or e}", kind="access")
         if not data:
             return _Processed(work, error="empty file (0 bytes)")
     # An image file's hash is its bytes' hash; a given text is hashed in after them.
@@ -233,8 +312,10 @@ def _process(work: _Work, known: Callable[[str], bool], analyzer: Analyzer, layo
     try:
         analysis = analyzer.analyze(image) if image is not None else None
         verbalization, parts = analyzer.describe(analysis, work.text or "")
-    except Exception as e:  # one image must not stop the run
-        return _Processed(work, digest=digest, error=f"analysis failed: {type(e).__name__}: {str(e)[:100]}")
+    except NOT_ABOUT_THE_FILE:
+        raise
+    except Exception as e:  # one image must not stop the run; the next run tries it again
+        return _Processed(work, digest=digest, error=f"analysis failed: {type(e).__name__}: {str(e)[:100]}", kind="analysis")
     modality = "image,text" if image is not None and work.text else "image" if image is not None else "text"
     perception = analysis.perception if analysis else Perception(width=0, height=0)
     item = NewItem(digest, perception, verbalization, layout.compose(parts), analyzer.versions(), modality)
@@ -275,9 +356,10 @@ def index_paths(
             report.unchanged += 1
             continue
         bad = store.skipped_state(str(f))
-        if bad and (bad[0].size, bad[0].mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+        if bad and not bad.retried and (bad.size, bad.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
             report.skipped_before += 1
             continue
+        report.retried += bool(bad and bad.retried)
         todo.append(_Work(str(f), stat.st_size, stat.st_mtime_ns, image=str(f)))
     _index_work(store, analyzer, todo, stale, report, progress, removed)
     report.seconds = time.perf_counter() - started
@@ -298,9 +380,11 @@ def index_entries(
         if store.file_state(entry.key) and entry.key not in stale_keys:
             report.unchanged += 1
             continue
-        if store.skipped_state(entry.key):
+        bad = store.skipped_state(entry.key)
+        if bad and not bad.retried:
             report.skipped_before += 1
             continue
+        report.retried += bool(bad)
         image = str(Path(entry.image).expanduser().absolute()) if entry.image else None
         todo.append(_Work(entry.key, 0, 0, image=image, text=entry.text))
     _index_work(store, analyzer, todo, stale, report, progress)
@@ -324,7 +408,8 @@ def _index_work(
 
     new_items: list[NewItem] = []
     entries: list[FileEntry] = []
-    skipped: list[tuple[str, int, int, str]] = []
+    skipped: list[SkippedFile] = []
+    same_error: Counter[str] = Counter()  # analysis errors, numbers blanked out, by how many files had them
 
     def flush() -> None:
         store.commit(new_items=new_items, files=entries, skipped=skipped)
@@ -335,6 +420,8 @@ def _index_work(
         entries.clear()
         skipped.clear()
 
+    if todo:
+        analyzer.require_working_models()
     pool = _worker_pool()
     upcoming = iter(todo)
     queue: deque[Future] = deque()
@@ -353,8 +440,16 @@ def _index_work(
             submit_next()
             work = processed.work
             if processed.error:
-                report.skipped.append((work.path, processed.error))
-                skipped.append((work.path, work.size, work.mtime_ns, processed.error))
+                skip = processed.skipped()
+                (report.failed if skip.retried else report.skipped).append((work.path, skip.reason))
+                skipped.append(skip)
+                if processed.kind == "analysis":
+                    same_error[re.sub(r"\d+", "#", processed.error)] += 1
+                    if same_error.most_common(1)[0][1] >= SAME_ERROR_STOPS:
+                        raise MoairError(
+                            f"the same error on {SAME_ERROR_STOPS} different files, so it is not about the files: "
+                            f"{processed.error}; run `moair doctor` to check the models"
+                        )
             else:
                 # Known content: indexed before, or analysed earlier in this run (a duplicate file
                 # that a worker analysed in parallel with its twin is linked, its analysis dropped).
@@ -379,5 +474,15 @@ def _index_work(
         for future in queue:
             future.cancel()
         flush()  # keep what was analysed before the interrupt
+    except NOT_ABOUT_THE_FILE as e:
+        for future in queue:
+            future.cancel()
+        flush()  # keep what was committed or analysed before the error; the failed files are tried again
+        kept = report.added + report.updated
+        detail = str(e) if isinstance(e, MoairError) else f"{type(e).__name__}: {e}".removesuffix(": ")
+        raise MoairError(
+            f"indexing stopped: {detail}. The {kept} item(s) analysed before it are saved and no file was marked bad; "
+            "run the same command again once this is fixed"
+        ) from e
     finally:
         store.save()

@@ -32,10 +32,13 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return list(self._factories)
 
-    def create(self, name: str, **kwargs) -> T:
-        """Build the plug-in called ``name``; unknown names get a message listing the known ones."""
+    def get(self, name: str) -> Callable[..., T]:
+        """The factory (the plug-in's class) called ``name``; unknown names get a message listing the known ones."""
         try:
-            factory = self._factories[name]
+            return self._factories[name]
         except KeyError:
             raise MoairError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self._factories)}") from None
-        return factory(**kwargs)
+
+    def create(self, name: str, **kwargs) -> T:
+        """Build the plug-in called ``name``."""
+        return self.get(name)(**kwargs)

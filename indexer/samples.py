@@ -19,6 +19,13 @@ from PIL import Image
 SKIMAGE_PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "page", "text", "hubble_deep_field", "moon"]
 DARKNET_PHOTOS = ["dog", "horses", "person", "giraffe", "kite", "eagle", "scream"]
 DEFAULT_CACHE = Path.home() / ".cache" / "moair"
+SAMPLE_FILES = [
+    *(f"skimage-{name}.png" for name in SKIMAGE_PHOTOS),
+    "sklearn-china.jpg",
+    "sklearn-flower.jpg",
+    "matplotlib-grace_hopper.jpg",
+    *(f"darknet-{name}.jpg" for name in DARKNET_PHOTOS),
+]
 
 
 def _skimage(dest: Path) -> list[Path]:

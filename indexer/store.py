@@ -3,7 +3,8 @@
 Layout of ``INDEX_DIR``::
 
     moair.sqlite    items (one per distinct content: perception, verbalizations, vector and its
-                    vector id), files (path -> item, size, mtime), skipped (bad files and why),
+                    vector id), files (path -> item, size, mtime), skipped (files not indexed, why,
+                    and whether for their bytes or for a failure to read or analyse them),
                     meta (configuration; the vector manifest)
     vectors/        FAISS shard files and the trained template (see ``indexer.shards``)
     lock            held by the one process allowed to write
@@ -29,7 +30,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Literal, Sequence
 
 import faiss
 import numpy as np
@@ -83,9 +84,16 @@ CREATE TABLE IF NOT EXISTS skipped (
     path TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
-    reason TEXT NOT NULL
+    reason TEXT NOT NULL,
+    -- content: the bytes are bad (remembered until the file changes); access, analysis: the file
+    -- could not be read or analysed (an environment fault: tried again on the next run)
+    kind TEXT NOT NULL DEFAULT 'content'
 );
 """
+SkipKind = Literal["content", "access", "analysis"]
+RETRIED_KINDS = ("access", "analysis")
+# How indexes made before skip kinds tell them apart: by the reason's wording.
+LEGACY_SKIP_KIND = "CASE WHEN reason LIKE 'analysis failed:%' THEN 'analysis' ELSE 'content' END"
 
 
 class HeadRecord(BaseModel):
@@ -121,7 +129,9 @@ class IndexStats(BaseModel):
     items: int
     paths: int  # files and entry keys pointing at items
     items_by_modality: dict[str, int]
-    skipped: int  # bad files and entries remembered
+    skipped: int  # files and entries not indexed: bad_files + failed
+    bad_files: int  # whose bytes are bad (corrupt, truncated, not an image, too large): remembered until they change
+    failed: int  # that could not be read or analysed in the last run: tried again on the next one
     index_type: str  # a faiss index_factory string
     requested_index_type: str  # auto, or what was asked for
     dim: int
@@ -169,6 +179,22 @@ class FileEntry:
 class FileState:
     size: int
     mtime_ns: int
+
+
+@dataclass
+class SkippedFile:
+    """A file or entry that is not indexed, and why."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    reason: str
+    kind: SkipKind = "content"
+
+    @property
+    def retried(self) -> bool:
+        """Whether the next run tries it again (it failed for a reason other than its bytes)."""
+        return self.kind in RETRIED_KINDS
 
 
 @dataclass
@@ -225,6 +251,8 @@ class Store:
         columns = {c[1] for c in db.execute("PRAGMA table_info(items)")}
         self._modality_column = "modality" if "modality" in columns else "'image'"
         self._vector_column = "vector_id" if "vector_id" in columns else "id"
+        skip_columns = {c[1] for c in db.execute("PRAGMA table_info(skipped)")}
+        self._skip_kind_column = "kind" if "kind" in skip_columns else LEGACY_SKIP_KIND
         if writable:
             self._take_lock()
         try:
@@ -661,9 +689,11 @@ class Store:
     def content_hashes(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT content_hash FROM items")}
 
-    def skipped_state(self, path: str) -> tuple[FileState, str] | None:
-        row = self._db.execute("SELECT size, mtime_ns, reason FROM skipped WHERE path = ?", (path,)).fetchone()
-        return (FileState(row[0], row[1]), row[2]) if row else None
+    def skipped_state(self, path: str) -> SkippedFile | None:
+        row = self._db.execute(
+            f"SELECT path, size, mtime_ns, reason, {self._skip_kind_column} FROM skipped WHERE path = ?", (path,)
+        ).fetchone()
+        return SkippedFile(*row) if row else None
 
     def stale_items(self, versions: dict[str, str]) -> dict[str, str]:
         """Items analysed by other expert or encoder versions than ``versions``: content hash ->
@@ -797,7 +827,7 @@ class Store:
             items=len(self),
             paths=self.file_count(),
             items_by_modality=by_modality,
-            skipped=self._db.execute("SELECT COUNT(*) FROM skipped").fetchone()[0],
+            **self._skip_counts(),
             index_type=manifest.index_type,
             requested_index_type=manifest.requested,
             dim=self.config.layout.dim,
@@ -821,13 +851,18 @@ class Store:
             heads={space: record.version for space, record in self.config.heads.items()},
         )
 
+    def _skip_counts(self) -> dict[str, int]:
+        by_kind = dict(self._db.execute(f"SELECT {self._skip_kind_column}, COUNT(*) FROM skipped GROUP BY 1"))
+        failed = sum(by_kind.get(kind, 0) for kind in RETRIED_KINDS)
+        return {"skipped": sum(by_kind.values()), "bad_files": sum(by_kind.values()) - failed, "failed": failed}
+
     # -- writing ---------------------------------------------------------------------------------
     def commit(
         self,
         new_items: Sequence[NewItem] = (),
         files: Sequence[FileEntry] = (),
         removed_paths: Iterable[str] = (),
-        skipped: Sequence[tuple[str, int, int, str]] = (),
+        skipped: Sequence[SkippedFile] = (),
     ) -> None:
         """Apply one batch of changes in a single transaction, then mirror it in FAISS. An item
         whose content is already stored gets the new analysis and a new vector id, keeping its
@@ -876,7 +911,10 @@ class Store:
             for path in removed_paths:
                 self._db.execute("DELETE FROM files WHERE path = ?", (path,))
                 self._db.execute("DELETE FROM skipped WHERE path = ?", (path,))
-            self._db.executemany("INSERT OR REPLACE INTO skipped (path, size, mtime_ns, reason) VALUES (?, ?, ?, ?)", skipped)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO skipped (path, size, mtime_ns, reason, kind) VALUES (?, ?, ?, ?, ?)",
+                [(s.path, s.size, s.mtime_ns, s.reason, s.kind) for s in skipped],
+            )
             orphans = self._db.execute("SELECT id, vector_id FROM items WHERE id NOT IN (SELECT item_id FROM files)").fetchall()
             if orphans:
                 self._db.executemany("DELETE FROM items WHERE id = ?", [(i,) for i, _ in orphans])
@@ -904,9 +942,14 @@ def _outgrown(manifest: VectorManifest, live: int, wanted: str) -> bool:
 
 def _upgrade_schema(db: sqlite3.Connection) -> None:
     """Add what older indexes lack: the modality column, vector ids (equal to item ids, as the
-    old FAISS file used) and the vector id counter."""
+    old FAISS file used), the vector id counter and the kind of each skip (an "analysis failed"
+    skip of an older index becomes one that the next run tries again)."""
     columns = {c[1] for c in db.execute("PRAGMA table_info(items)")}
+    skip_columns = {c[1] for c in db.execute("PRAGMA table_info(skipped)")}
     with db:
+        if "kind" not in skip_columns:
+            db.execute("ALTER TABLE skipped ADD COLUMN kind TEXT NOT NULL DEFAULT 'content'")
+            db.execute(f"UPDATE skipped SET kind = {LEGACY_SKIP_KIND}")
         if "modality" not in columns:  # indexes made before items could be texts hold images only
             db.execute("ALTER TABLE items ADD COLUMN modality TEXT NOT NULL DEFAULT 'image'")
         if "vector_id" not in columns:

@@ -23,13 +23,15 @@ from indexer.head import TrainingReport, Triple, read_triples, train_head
 from indexer.experts import DEFAULT_EXPERTS
 from indexer.images import load_image
 from indexer.mixture import gate
-from indexer.pipeline import Analyzer, IndexReport, ProgressCallback, index_entries, index_paths
+from indexer.model_check import ModelCheck, check, not_checked
+from indexer.pipeline import CHECK_TEXT, Analyzer, IndexReport, ProgressCallback, index_entries, index_paths
 from indexer.records import Entry, ItemRecord, Modality, SearchHit
 from indexer.store import IndexConfig, IndexSettings, IndexStats, Store, is_index_dir
 from indexer.verbalize import verbalize
 from retriever.evidence import evidence
 from retriever.generative import GENERATORS
 from retriever.generative.ask import SUPPORT_FLOOR, Answer, AskEvent, answer_events
+from retriever.generative.records import Candidate
 from retriever.generative.rerank import candidate
 from retriever.generative.rerank import rerank as rerank_hits
 
@@ -40,6 +42,7 @@ DEFAULT_ASK_BUDGET = 60.0
 CHANCE_PROBES = 64  # training queries that measure how a head moves the query-to-item chance level
 QUERY_EMBEDDINGS_CACHED = 256  # recent query texts: the next page of a search does not embed it again
 MODALITIES = get_args(Modality)
+GENERATOR_LOADS_LATER = "loaded on first use (rerank, ask); `moair doctor --generator` loads it now (Gemma's first load converts it: 1-2 minutes)"
 HeadProgress = Callable[[str, int, int], None]  # (stage, done, total) while a head is trained
 
 
@@ -98,6 +101,7 @@ class Engine:
             experts=[*experts, *expert_options], text_embedder=text_embedder, backbone=backbone,
             backbone_options=options, expert_options=expert_options,
         )
+        analyzer.require_working_models()  # a broken install leaves no empty index behind
         return cls(Store.create(path, analyzer.index_config()), analyzer, device, dtype)
 
     def close(self) -> None:
@@ -284,6 +288,19 @@ class Engine:
         chosen again, trained on a fresh sample, its search knob tuned to the recall target.
         Returns a one-line summary."""
         return self._writable().optimize(progress=progress)
+
+    def check_models(self, generator: bool = False) -> list[ModelCheck]:
+        """Load and run each model of this index once (see ``Analyzer.check_models``); with
+        ``generator``, also the generative model (rerank, answers), which is otherwise loaded on
+        first use and only reported with its packages here."""
+        results = self.analyzer.check_models()
+        name = "moai" if self.analyzer.backbone.name == "moai" else "gemma"
+        plugin = GENERATORS.get(name)
+        if generator:
+            results.append(check("generator", name, plugin, lambda: self.generator().judge(CHECK_TEXT, [Candidate(0, CHECK_TEXT)])))
+        else:
+            results.append(not_checked("generator", name, plugin, GENERATOR_LOADS_LATER))
+        return results
 
     def generator(self):
         """The generative model for rerank and answers: the index's MoAI backbone when it has one

@@ -46,7 +46,7 @@ def sample_index(tmp_path_factory, samples) -> Path:
     path = tmp_path_factory.mktemp("indexes") / "samples.moair"
     with Engine.open(path, create=True) as engine:
         report = engine.add([samples])
-        assert report.skipped == []
+        assert report.skipped == [] and report.failed == []
     return path
 
 

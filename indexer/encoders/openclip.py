@@ -118,6 +118,9 @@ class OpenClipBackbone:
     """An open_clip model (a folder in open_clip's hub layout, or a weights file + ``model_name``)."""
 
     name: ClassVar[str] = "openclip"
+    packages: ClassVar[tuple[str, ...]] = ("torch", "torchvision", "open-clip-torch", "safetensors")
+    needs_checkpoint: ClassVar[bool] = True
+    extra: ClassVar[str] = "openclip"
     cross_modal: ClassVar[bool] = True
 
     def __init__(

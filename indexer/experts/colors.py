@@ -34,6 +34,7 @@ def color_names(hsv: np.ndarray) -> np.ndarray:
 class DominantColors:
     name: ClassVar[str] = "colors"
     version: ClassVar[str] = "hsv-names/1"
+    packages: ClassVar[tuple[str, ...]] = ("opencv-python-headless", "numpy")
 
     def __init__(self, min_fraction: float = 0.12, max_colors: int = 3) -> None:
         self.min_fraction = min_fraction

@@ -31,6 +31,7 @@ MOAI_MIN_CONFIDENCE = 0.85  # MoAI keeps PaddleOCR lines at or above this confid
 class PaddleOcr:
     name: ClassVar[str] = "ocr"
     version: ClassVar[str] = "pp-ocrv4-rapidocr/2"
+    packages: ClassVar[tuple[str, ...]] = ("rapidocr-onnxruntime", "onnxruntime", "opencv-python-headless")
 
     def __init__(self, min_confidence: float = MOAI_MIN_CONFIDENCE, gate: bool = True) -> None:
         self.min_confidence = min_confidence

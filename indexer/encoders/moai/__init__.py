@@ -67,6 +67,9 @@ class MoAIBackbone:
     """MoAI-7B from a local checkpoint folder, embedding with E5-V-style prompts."""
 
     name: ClassVar[str] = "moai"
+    packages: ClassVar[tuple[str, ...]] = ("torch", "transformers", "safetensors", "sentencepiece")
+    needs_checkpoint: ClassVar[bool] = True
+    extra: ClassVar[str] = "checkpoints"
     cross_modal: ClassVar[bool] = True
 
     def __init__(self, checkpoint: str | None = None, device: str = "auto", dtype: str = "auto") -> None:
