@@ -1,5 +1,5 @@
-"""What generative rerank does on the CPU default: Recall@1/5 of the quality set
-(``bench_quality.build_set``: real photos, hand-judged queries) with and without ``--rerank``,
+"""What generative rerank does on the CPU default: Recall@1/5 of the development set
+(``benchmarks/devset.py``: real photos, hand-judged queries; both splits) with and without ``--rerank``,
 and the generator's latency per candidate on this machine.
 
 The same pool indexes serve both runs (the plain ranking is computed first, so the reranked run
@@ -20,19 +20,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_quality import KS, build_set, recall_by_type
+from bench_quality import SPLITS, by_type, rankings, write_set
+from devset import build_images
 from retriever import Engine
 from retriever.generative.rerank import candidate
-from retriever.mbeir.evaluate import evaluate
 
 RESULTS = Path(__file__).parent / "results"
-TASKS = ["mscoco_task0", "nights_task4", "cirr_task7"]
 
 
 def latency(work: Path, repeats: int = 3) -> dict[str, float]:
     """Seconds per candidate of the generator's judge, for a batch of 1 and of 10 candidates,
     and of a plain vs a reranked (10) search."""
-    index = next((work / "pools").glob("*.moair"))
+    index = next((work / "test" / "pools").glob("*.moair"))
     with Engine.open(index) as engine:
         hits = engine.search("a dog", k=10)
         records = engine.store.items([h.item_id for h in hits])
@@ -65,20 +64,20 @@ def main() -> None:
     table = {}
     with tempfile.TemporaryDirectory() as tmp:
         root, work = Path(tmp) / "M-BEIR", Path(tmp) / "work"
-        types = build_set(root)
+        queries = write_set(root, build_images(Path(tmp) / "images"))
         for name, rerank in (("retrieval only", 0), (f"rerank top {args.rerank}", args.rerank)):
             started = time.perf_counter()
-            result = evaluate(root, work, tasks=TASKS, ks=KS, instruct=False, rerank=rerank)
-            table[name] = recall_by_type(result, types, root)
+            by_split = by_type(rankings(root, work, instruct=False, rerank=rerank), queries, root)
+            table[name] = {f"{kind} ({split})": recall for split in SPLITS for kind, recall in by_split[split].items()}
             table[name]["seconds"] = round(time.perf_counter() - started, 1)
-            print(name, table[name]["all"], table[name]["seconds"], "s")
+            print(name, table[name]["all (test)"], table[name]["seconds"], "s")
         timings = latency(work)
     report = {"cores": os.cpu_count(), "rerank": args.rerank, "recall": table, "latency": timings}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "rerank.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     kinds = [kind for kind in next(iter(table.values())) if kind != "seconds"]
     lines = [
-        f"Recall@1 / @5 / @10 (x100) on the quality set, {os.cpu_count()} cores; generator {timings['generator']}.", "",
+        f"Recall@1 / @5 / @10 (x100) on the development set, {os.cpu_count()} cores; generator {timings['generator']}.", "",
         "| query type | " + " | ".join(table) + " |", "|---|" + "---|" * len(table),
     ]
     for kind in kinds:

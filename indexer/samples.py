@@ -68,27 +68,30 @@ def _darknet(dest: Path) -> list[Path]:
     targets = [dest / f"darknet-{name}.jpg" for name in DARKNET_PHOTOS]
     if all(t.exists() for t in targets):
         return targets
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        raise RuntimeError("apt-get/dpkg-deb not found (Debian/Ubuntu needed for the darknet sample photos)")
     with tempfile.TemporaryDirectory() as tmp:
-        result = subprocess.run(["apt-get", "download", "darknet"], cwd=tmp, capture_output=True, text=True)
-        if result.returncode != 0 and _is_root():
-            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True)
-            result = subprocess.run(["apt-get", "download", "darknet"], cwd=tmp, capture_output=True, text=True)
-        debs = list(Path(tmp).glob("darknet_*.deb"))
-        if not debs:
-            raise RuntimeError(f"apt-get download darknet failed: {result.stderr.strip()[-200:]}")
-        unpacked = Path(tmp, "x")
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(unpacked)], check=True)
+        unpacked = unpack_debian_package("darknet", Path(tmp))
         for name, target in zip(DARKNET_PHOTOS, targets):
             shutil.copyfile(unpacked / "usr/share/darknet/data" / f"{name}.jpg", target)
     return targets
 
 
-def _is_root() -> bool:
-    import os
-
-    return os.geteuid() == 0
+def unpack_debian_package(package: str, dest: Path) -> Path:
+    """Download Debian's ``package`` (``apt-get download``: nothing is installed) and unpack it
+    under ``dest``; returns the folder holding its file tree."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        raise RuntimeError(f"apt-get/dpkg-deb not found (Debian/Ubuntu needed for the {package} package)")
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True, text=True)
+        if result.returncode != 0 and _is_root():
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True)
+            result = subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True, text=True)
+        debs = list(Path(tmp).glob(f"{package}_*.deb"))
+        if not debs:
+            raise RuntimeError(f"apt-get download {package} failed: {result.stderr.strip()[-200:]}")
+        unpacked = dest / package
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(unpacked)], check=True)
+    return unpacked
 
 
 def sample_photos(cache: Path = DEFAULT_CACHE) -> tuple[Path, list[str]]:

@@ -705,6 +705,11 @@ class Store:
         )
         return dict(rows)
 
+    def holds(self, modality: str) -> bool:
+        """Whether any item holds exactly ``modality`` (image, text or image,text)."""
+        row = self._db.execute(f"SELECT 1 FROM items WHERE {self._modality_column} = ? LIMIT 1", (modality,)).fetchone()
+        return row is not None
+
     def item_id_for_hash(self, content_hash: str) -> int | None:
         row = self._db.execute("SELECT id FROM items WHERE content_hash = ?", (content_hash,)).fetchone()
         return row[0] if row else None

@@ -29,6 +29,7 @@ from indexer.records import Entry, ItemRecord, Modality, SearchHit
 from indexer.store import IndexConfig, IndexSettings, IndexStats, Store, is_index_dir
 from indexer.verbalize import verbalize
 from retriever.evidence import evidence
+from retriever.queries import mostly_text, parse_query
 from retriever.generative import GENERATORS
 from retriever.generative.ask import SUPPORT_FLOOR, Answer, AskEvent, answer_events
 from retriever.generative.records import Candidate
@@ -194,6 +195,12 @@ class Engine:
         if len(self.store) == 0:
             return []
 
+        parsed = parse_query(text, has_image=image is not None)  # an instruction steers; it is not matched
+        text = parsed.text
+        if rerank and not text:
+            raise MoairError("rerank needs a text to match besides the instruction")
+        if modality is None and parsed.wants and self.store.holds(parsed.wants):
+            modality = parsed.wants
         analysis = None
         if image is not None:
             try:
@@ -201,6 +208,12 @@ class Engine:
             except ImageError as e:
                 raise MoairError(f"query image: {e}") from None
         verbal = verbalize(analysis.perception) if analysis else None
+        reference = None  # the image a composed query changes: not an answer to it (CIRR leaves it out too)
+        if analysis is not None and text:
+            reference = self.store.item_id_for_hash(analysis.image.content_hash)
+        elif analysis is not None and mostly_text(analysis.perception):
+            text = verbal.text  # a picture of a sentence is matched by what it says (E5-V's trick)
+            analysis, verbal = None, None
         backbone = self.analyzer.backbone
         cross_modal = getattr(backbone, "cross_modal", False)
         decision = gate(text, has_image=analysis is not None, image_has_text=bool(verbal and verbal.text), text_reaches_visual=cross_modal)
@@ -216,7 +229,10 @@ class Engine:
         if analysis is None and decision.weights["visual"] > 0:  # a text query into the image space
             parts["visual"], from_text = backbone.embed_texts([text])[0], frozenset({"visual"})
         query = self.store.layout.compose(self.store.project_parts(parts), decision.weights, from_text)
-        hits = self._hits(query, max(k, rerank), modality, min_score, max_drop, text, analysis.perception if analysis else None)
+        hits = self._hits(query, max(k, rerank) + (reference is not None), modality, min_score, max_drop, text,
+                          analysis.perception if analysis else None)
+        if reference is not None:
+            hits = [h.model_copy(update={"rank": rank}) for rank, h in enumerate((h for h in hits if h.item_id != reference), start=1)]
         deadline = started + time_budget if time_budget is not None else None
         if rerank and hits and (deadline is None or time.monotonic() < deadline):  # no time left: no model loaded
             records = {r.item_id: r for r in self.store.items([h.item_id for h in hits[:rerank]])}

@@ -220,26 +220,30 @@ def test_task_names_and_pool_paths(tmp_path):
         TaskName.parse("coco_task0")
 
 
-def test_the_quality_benchmark_set_is_valid_mbeir(tmp_path):
-    """benchmarks/bench_quality.py's set loads with the M-BEIR reader; every positive is in its pool."""
+def test_the_development_set_is_valid_mbeir(tmp_path):
+    """benchmarks/bench_quality.py writes the development set (benchmarks/devset.py) as an M-BEIR
+    folder that the reader loads; every positive is in its pool, every image file is there."""
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
-    from bench_quality import build_set
+    from bench_quality import SPLITS, TASKS, write_set
+    from devset import all_queries, build_images
 
-    types = build_set(tmp_path / "M-BEIR")
+    queries = write_set(tmp_path / "M-BEIR", build_images(tmp_path / "images"))
     layout = Layout(tmp_path / "M-BEIR")
     seen = set()
-    for name in ("mscoco_task0", "nights_task4", "cirr_task7"):
+    for name, _, _ in TASKS.values():
         task = TaskName.parse(name)
-        pool = {c.did: c for c in read_jsonl(layout.local_pool(task, "test"), Candidate)}
-        queries = read_jsonl(layout.queries(task, "test"), Query)
-        judged = read_qrels(layout.qrels(task, "test"))
-        for q in queries:
-            assert q.pos_cand_list and all(did in pool for did in q.pos_cand_list)
-            assert judged.relevant[q.qid] == q.pos_cand_list
-            for path in (q.query_img_path, *(pool[d].img_path for d in q.pos_cand_list)):
-                assert path is None or (layout.root / path).is_file()
-            seen.add(q.qid)
-    assert seen == set(types) and len(types) == 35
+        for split in SPLITS.values():
+            pool = {c.did: c for c in read_jsonl(layout.local_pool(task, split), Candidate)}
+            judged = read_qrels(layout.qrels(task, split))
+            for q in read_jsonl(layout.queries(task, split), Query):
+                assert q.pos_cand_list and all(did in pool for did in q.pos_cand_list)
+                assert judged.relevant[q.qid] == q.pos_cand_list
+                for path in (q.query_img_path, *(pool[d].img_path for d in q.pos_cand_list)):
+                    assert path is None or (layout.root / path).is_file()
+                assert SPLITS[queries[q.qid].split] == split
+                seen.add(q.qid)
+    assert seen == set(queries) and len(queries) == len(all_queries()) > 120
+    assert {q.split for q in queries.values()} == {"dev", "test"}
