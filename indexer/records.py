@@ -25,6 +25,7 @@ class Tag(BaseModel):
 
     label: str
     score: float
+    kind: str = ""  # its everyday kind (WordNet): "bird" for "bald eagle", "mountain" for "alp"
 
 
 class TextLine(BaseModel):
@@ -60,6 +61,7 @@ class Perception(BaseModel):
     text_present: bool = False
     colors: list[ColorShare] = Field(default_factory=list)
     relations: list[Relation] = Field(default_factory=list)
+    medium: Literal["photo", "black and white photo", "digital illustration"] | None = None  # None: not judged
 
 
 class Verbalization(BaseModel):

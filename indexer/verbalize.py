@@ -17,7 +17,7 @@ from typing import Sequence
 from indexer.lexicon import korean
 from indexer.records import Box, Perception, Relation, Verbalization
 
-VERSION = "moair-verbalize/2"  # change with any change to the phrasings (stored items become stale)
+VERSION = "moair-verbalize/3"  # change with any change to the phrasings (stored items become stale)
 
 MOAI_BOXES_HEADER = "The image includes bounding box coordinates and their objects: "
 MOAI_RELATIONS_HEADER = "The image includes relationships between objects: "
@@ -109,17 +109,18 @@ def retrieval_text(perception: Perception) -> str:
     """A description for sentence embedders: objects with counts, relations, text, colours, tags."""
     clauses = []
     counts = Counter(d.label for d in perception.detections)
+    medium = article(perception.medium or "photo")
     if counts:
-        clauses.append("a photo of " + join_words([count_phrase(label, n) for label, n in counts.items()]))
+        clauses.append(f"{medium} of " + join_words([count_phrase(label, n) for label, n in counts.items()]))
     else:
-        clauses.append("a photo")
+        clauses.append(medium)
     clauses.extend(relation_phrase(r) for r in perception.relations[:4])
     if perception.text:
         clauses.append("the text reads " + join_words([f"'{line.text}'" for line in perception.text[:6]]))
     if perception.colors:
         clauses.append("mostly " + join_words([c.name for c in perception.colors]))
     if perception.tags:
-        clauses.append("it may show " + join_words([article(t.label) for t in perception.tags]))
+        clauses.append("it may show " + join_words([article(t.label) + (f" ({t.kind})" if t.kind else "") for t in perception.tags]))
     return "; ".join(clauses)
 
 
@@ -127,8 +128,11 @@ def korean_caption(perception: Perception) -> str:
     """The retrieval description's Korean clause: objects with counters, relations, colours, tags."""
     clauses = []
     counts = Counter(d.label for d in perception.detections)
+    medium = korean.MEDIUM_KO.get(perception.medium or "photo", "사진")
     if counts:
-        clauses.append("사진 속 " + ", ".join(korean.counted(label, n) for label, n in counts.items()))
+        clauses.append(f"{medium} 속 " + ", ".join(korean.counted(label, n) for label, n in counts.items()))
+    elif medium != "사진":
+        clauses.append(medium)
     clauses.extend(
         korean.relation_ko(without_number(r.subject), r.predicate, without_number(r.object))
         for r in perception.relations[:4]

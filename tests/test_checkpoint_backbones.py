@@ -63,8 +63,8 @@ def test_index_and_search_with_a_checkpoint_backbone(checkpoint, photo_dir, phot
         assert all(h.contributions["visual"] != 0.0 for h in hits)  # the text query reached the image space
         image_hits = engine.search(image=photo("kite"), k=1)
         assert image_hits[0].path.endswith("darknet-kite.jpg")  # an image finds itself through both towers' space
-        both = engine.search("a kite", image=photo("kite"), k=2)
-        assert both[0].path.endswith("darknet-kite.jpg")
+        both = engine.search("a kite", image=photo("kite"), k=2)  # composed: "like this, but ..."
+        assert len(both) == 2 and str(photo("kite")) not in [h.path for h in both]  # never its own reference
 
 
 def test_a_changed_or_missing_checkpoint_is_refused(checkpoint, photo_dir, tmp_path):

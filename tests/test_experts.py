@@ -1,5 +1,7 @@
 """The perception experts on real photos: what they must see, and what they must not invent."""
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
@@ -55,9 +57,24 @@ def test_boxes_are_normalised_and_ordered(seen):
     assert dog.box[0] < 0.5 and dog.box[3] > 0.8  # the dog sits bottom-left in darknet's dog.jpg
 
 
-def test_tagger_names_the_cat_and_the_eagle(seen):
-    assert "cat" in seen("chelsea").tags[0].label.lower()
-    assert "eagle" in seen("eagle").tags[0].label.lower()
+def test_tagger_names_the_cat_and_the_eagle_and_their_kinds(seen):
+    assert "cat" in seen("chelsea").tags[0].label.lower() and seen("chelsea").tags[0].kind == "cat"
+    assert "eagle" in seen("eagle").tags[0].label.lower() and seen("eagle").tags[0].kind == "bird"
+
+
+def test_medium_tells_photos_black_and_white_photos_and_digital_illustrations(seen, analyzer, tmp_path):
+    colour_photos = ["dog", "horses", "giraffe", "kite", "chelsea", "coffee", "astronaut", "rocket", "china", "flower", "grace_hopper"]
+    assert {name: seen(name).medium for name in colour_photos} == dict.fromkeys(colour_photos, "photo")
+    assert {name: seen(name).medium for name in ("camera", "coins", "moon")} == dict.fromkeys(("camera", "coins", "moon"), "black and white photo")
+    drawing = Image.new("RGB", (800, 600), (40, 90, 200))  # flat shapes, no noise: digital art
+    draw = ImageDraw.Draw(drawing)
+    draw.ellipse((200, 150, 600, 450), fill=(250, 200, 40))
+    draw.polygon([(0, 600), (400, 350), (800, 600)], fill=(30, 160, 90))
+    drawing.save(tmp_path / "drawing.png")
+    assert analyzer.analyze(load_image(tmp_path / "drawing.png")).perception.medium == "digital illustration"
+    noisy = np.clip(np.asarray(drawing, np.float32) + np.random.default_rng(0).normal(0, 6, (600, 800, 3)), 0, 255)
+    Image.fromarray(noisy.astype(np.uint8)).save(tmp_path / "noisy.png")  # the same scene with a camera's noise
+    assert analyzer.analyze(load_image(tmp_path / "noisy.png")).perception.medium == "photo"
 
 
 def test_ocr_reads_the_printed_page(seen):
@@ -70,14 +87,14 @@ def test_ocr_reads_the_printed_page(seen):
 
 def test_ocr_confidence_cut_drops_unreadable_handwriting(photo):
     """skimage's ``text`` is handwritten maths: PP-OCR finds regions but reads them badly
-    (e.g. "S=" at 0.6); MoAI's 0.85 cut must keep none of that junk."""
+    (e.g. "S=" at 0.6); MoAI's 0.85 cut, and the two-character minimum, must keep none of that junk."""
     from indexer.experts.base import Analysis
     from indexer.experts.ocr import PaddleOcr
 
     analysis = Analysis.of(load_image(photo("text")))
     PaddleOcr(min_confidence=0.0, gate=False).run(analysis)
-    assert analysis.perception.text_present and analysis.perception.text  # regions found, junk read
-    assert min(t.score for t in analysis.perception.text) < 0.85
+    assert analysis.perception.text_present  # regions found; what is read of them is one character or junk
+    assert all(len(re.findall(r"\w", t.text)) >= 2 for t in analysis.perception.text)
     PaddleOcr(gate=False).run(analysis)
     assert analysis.perception.text == []
 
@@ -126,7 +143,7 @@ def test_relations_on_a_real_photo_name_repeated_objects(seen):
 
 
 def test_expert_registry_lists_every_expert_and_rejects_unknown_names():
-    assert EXPERTS.names() == ["detection", "owlv2", "panoptic", "tags", "ocr", "colors", "relations"]
+    assert EXPERTS.names() == ["detection", "owlv2", "panoptic", "tags", "ocr", "colors", "medium", "relations"]
     with pytest.raises(Exception, match="unknown expert 'sgg'; choose one of: detection, owlv2"):
         EXPERTS.create("sgg")
     with pytest.raises(Exception, match="the owlv2 expert needs a checkpoint folder"):

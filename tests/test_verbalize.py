@@ -66,12 +66,15 @@ def test_retrieval_text_says_counts_relations_text_and_colours():
                    Relation(subject="dog (#1)", predicate="left of", object="dog (#2)")],
         text=[TextLine(text="OPEN", score=0.99, box=(0, 0, 1, 1))],
         colors=[ColorShare(name="green", fraction=0.5), ColorShare(name="white", fraction=0.2)],
-        tags=[Tag(label="malamute", score=0.4)],
+        tags=[Tag(label="malamute", score=0.4, kind="dog")],
     )
     assert retrieval_text(p) == (
         "a photo of two dogs, a bicycle and a person; a dog is left of the bicycle; a dog is left of another dog; "
-        "the text reads 'OPEN'; mostly green and white; it may show a malamute"
+        "the text reads 'OPEN'; mostly green and white; it may show a malamute (dog)"
     )
+    drawn = perception(colors=[ColorShare(name="blue", fraction=0.6)], tags=[Tag(label="alp", score=0.5, kind="mountain, landscape")])
+    drawn.medium = "digital illustration"
+    assert retrieval_text(drawn) == "a digital illustration; mostly blue; it may show an alp (mountain, landscape)"
     assert verbalize(p).text == "OPEN"
 
 

