@@ -104,15 +104,19 @@ def _plain(text: str) -> str:
 
 
 MOSTLY_TEXT_WORDS = 3  # words read in the image, at least
-MOSTLY_TEXT_AREA = 0.05  # share of the image the read lines cover, at least
+MOSTLY_TEXT_AREA = 0.05  # share of the image the read lines cover, at least ...
+MOSTLY_TEXT_BACKGROUND = 0.8  # ... or share of one plain colour around them (small writing on a big card)
 MOSTLY_TEXT_OBJECT = 0.15  # no detected object may cover more than this share
 
 
 def mostly_text(perception: Perception) -> bool:
     """Whether an image is mostly writing (a sentence drawn or printed, a page, a screenshot of
     text) rather than a scene with some text in it: several words read, covering a fair part of
-    the image, and no large object. Such a query image is matched by what it says."""
+    the image or standing on a plain background, and no large object. Such a query image is
+    matched by what it says."""
     words = sum(len(re.findall(r"\w{2,}", line.text)) for line in perception.text)
     covered = sum((line.box[2] - line.box[0]) * (line.box[3] - line.box[1]) for line in perception.text)
+    plain = max((c.fraction for c in perception.colors), default=0.0)
     largest = max(((d.box[2] - d.box[0]) * (d.box[3] - d.box[1]) for d in perception.detections), default=0.0)
-    return words >= MOSTLY_TEXT_WORDS and covered >= MOSTLY_TEXT_AREA and largest <= MOSTLY_TEXT_OBJECT
+    on_its_own = covered >= MOSTLY_TEXT_AREA or plain >= MOSTLY_TEXT_BACKGROUND
+    return words >= MOSTLY_TEXT_WORDS and on_its_own and largest <= MOSTLY_TEXT_OBJECT

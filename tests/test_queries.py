@@ -51,10 +51,11 @@ def test_a_composed_query_leaves_out_its_reference_image(engine, photo):
     assert engine.search(image=photo("dog"), k=1)[0].path == str(photo("dog"))  # an image alone still finds itself
 
 
-def test_a_picture_of_a_sentence_is_matched_by_what_it_says(engine, tmp_path):
+@pytest.mark.parametrize("size", [(720, 160), (1024, 1024)])  # a strip of writing, and small writing on a big card
+def test_a_picture_of_a_sentence_is_matched_by_what_it_says(engine, tmp_path, size):
     sentence = tmp_path / "sentence.png"
-    image = Image.new("RGB", (720, 160), "white")
-    ImageDraw.Draw(image).text((20, 50), "two giraffes and a zebra in the grass", fill="black", font=ImageFont.load_default(size=36))
+    image = Image.new("RGB", size, "white")
+    ImageDraw.Draw(image).text((20, size[1] // 2), "two giraffes and a zebra in the grass", fill="black", font=ImageFont.load_default(size=36))
     image.save(sentence)
     hits = engine.search(image=sentence, k=3)
     assert hits[0].path.endswith("darknet-giraffe.jpg"), [h.path for h in hits]
