@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import io
-import re
 import shlex
 import time
 import traceback
@@ -92,10 +91,11 @@ def fix_for(packages: dict[str, str], extra: str = "", tested: bool = True) -> s
     wanted = []
     for name, version in packages.items():
         ranges = [r.specifier for r in declared_requirements().get(canonicalize_name(name), []) if r.specifier]
+        outside = [spec for spec in ranges if version and not spec.contains(version, prereleases=True)]
         if not version:
             wanted.append(f"moair[{extra}]" if extra else f"{name}{ranges[0] if ranges else ''}")
-        elif any(not spec.contains(version, prereleases=True) for spec in ranges):
-            wanted.append(f"{name}{next(spec for spec in ranges if not spec.contains(version, prereleases=True))}")
+        elif outside:
+            wanted.append(f"{name}{outside[0]}")
     if wanted:
         command = f"pip install {' '.join(shlex.quote(w) for w in dict.fromkeys(wanted))}"
         return f"{command} ({LOCKED_INSTALL})" if tested else command
@@ -115,15 +115,22 @@ def _describe(error: BaseException) -> str:
 def check(kind: PluginKind, name: str, plugin: object, run: Callable[[], object]) -> ModelCheck:
     """Run ``run`` (load and use one model, the plug-in class ``plugin``) and say how it went."""
     started = time.perf_counter()
-    versions = installed(getattr(plugin, "packages", ()))
     try:
         run()
     except Exception as e:
-        return ModelCheck(
-            kind=kind, name=name, packages=versions, ok=False, detail=_describe(e),
-            fix=fix_for(versions, getattr(plugin, "extra", "")), seconds=time.perf_counter() - started,
-        )
-    return ModelCheck(kind=kind, name=name, packages=versions, ok=True, seconds=time.perf_counter() - started)
+        return failed_check(kind, name, plugin, e, seconds=time.perf_counter() - started)
+    return ModelCheck(
+        kind=kind, name=name, packages=installed(getattr(plugin, "packages", ())), ok=True, seconds=time.perf_counter() - started
+    )
+
+
+def failed_check(kind: PluginKind, name: str, plugin: object, error: Exception, seconds: float = 0.0) -> ModelCheck:
+    """The check of a plug-in that raised ``error``: what went wrong, its packages, the fix."""
+    versions = installed(getattr(plugin, "packages", ()))
+    return ModelCheck(
+        kind=kind, name=name, packages=versions, ok=False, detail=_describe(error),
+        fix=fix_for(versions, getattr(plugin, "extra", "")), seconds=seconds,
+    )
 
 
 def not_checked(kind: PluginKind, name: str, plugin: object, why: str) -> ModelCheck:

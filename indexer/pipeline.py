@@ -34,7 +34,7 @@ from indexer.experts import DEFAULT_EXPERTS, EXPERTS
 from indexer.experts.base import Analysis
 from indexer.images import LoadedImage, content_hash, decode_image, is_image_path
 from indexer.mixture import Block, Layout, normalise_rows
-from indexer.model_check import ModelCheck, ModelError, check, first_failure, smoke_image, vectors
+from indexer.model_check import ModelCheck, ModelError, check, failed_check, first_failure, smoke_image, vectors
 from indexer.packaged_models import INDEX_WORKERS, make_worker_thread
 from indexer.records import Entry, Perception, Verbalization
 from indexer.store import FileEntry, IndexConfig, NewItem, SkipKind, SkippedFile, Store
@@ -206,11 +206,7 @@ def _create(kind, registry, name: str, **options):
     except MoairError:
         raise
     except Exception as e:
-        raise ModelError(check(kind, name, registry.get(name), lambda: _reraise(e))) from e
-
-
-def _reraise(error: Exception) -> None:
-    raise error
+        raise ModelError(failed_check(kind, name, registry.get(name), e)) from e
 
 
 @dataclass

@@ -8,6 +8,7 @@ into a cache folder on first use.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -83,7 +84,7 @@ def unpack_debian_package(package: str, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         result = subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True, text=True)
-        if result.returncode != 0 and _is_root():
+        if result.returncode != 0 and os.geteuid() == 0:  # stale or missing package lists: root may refresh them
             subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True)
             result = subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True, text=True)
         debs = list(Path(tmp).glob(f"{package}_*.deb"))
