@@ -1,23 +1,22 @@
 # make demo   set up .venv, index the sample photos, run example searches
-# make test   set up .venv with test extras (torch, transformers, open_clip, Gemma) and Debian's chromium (browser test), run the whole test suite
+# make test   set up .venv with test extras (torch, transformers, open_clip, Gemma) and Debian's chromium (browser test) and Nanum fonts (Korean test images), run the whole test suite
 # make bench  run the speed and quality benchmarks by hand (results in benchmarks/results/)
 # make lock   refresh the locked dependency versions in requirements/, then run the tests and the demo
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -qq
-CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: demo test bench lock clean
+.PHONY: demo test bench lock clean debian-packages debian-test-packages
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed debian-packages
 	$(BIN)/moair demo
 
-test: $(VENV)/.installed-test $(CHROMIUM)
+test: $(VENV)/.installed-test debian-packages debian-test-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test
@@ -63,10 +62,22 @@ lock: $(VENV)/.tools
 	$(COMPILE) pyproject.toml --extra samples -c requirements/test.txt -o requirements/demo.txt
 	$(MAKE) test demo
 
-# The browser test drives Debian's Chromium through Playwright (no browser download).
-$(CHROMIUM):
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
-	  || ($(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+# Debian packages, installed when missing (the stable archive keeps one version of each, so they
+# are not pinned): Tesseract's Korean model for the hangul expert; for the tests, Chromium (the
+# browser test drives it through Playwright, no browser download) and Nanum fonts (Korean signs).
+DEBIAN_PACKAGES := tesseract-ocr tesseract-ocr-kor
+DEBIAN_TEST_PACKAGES := chromium fonts-nanum
+APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q
+define apt_ensure
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then $(APT_INSTALL) $$missing || ($(SUDO) apt-get update -q && $(APT_INSTALL) $$missing); fi
+endef
+
+debian-packages:
+	$(call apt_ensure,$(DEBIAN_PACKAGES))
+
+debian-test-packages:
+	$(call apt_ensure,$(DEBIAN_TEST_PACKAGES))
 
 clean:
 	rm -rf $(VENV) build *.egg-info

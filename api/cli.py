@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from indexer.errors import MoairError
+from indexer.experts import DEFAULT_EXPERTS
 from indexer.pipeline import IndexReport, ProgressCallback
 from indexer.records import SearchHit
 
@@ -155,6 +156,10 @@ def index(
         [], "--expert", help="Another perception expert from a local checkpoint folder, as NAME=DIR: owlv2 (open-world "
         "detection, MoAI's 1,847 names) or panoptic (Mask2Former COCO panoptic); repeat for both. For a new index.",
     ),
+    without_expert: List[str] = typer.Option(
+        [], "--without-expert", help=f"Leave a default perception expert out of a new index (repeat for more): "
+        f"{', '.join(DEFAULT_EXPERTS)}. E.g. --without-expert hangul where Tesseract's Korean model is not installed.",
+    ),
     device: str = DeviceOption,
     dtype: str = DtypeOption,
     prune: bool = typer.Option(True, help="Drop files that were deleted from the given folders."),
@@ -175,9 +180,12 @@ def index(
         if not folder:
             raise MoairError(f"--expert takes NAME=DIR (e.g. owlv2=~/models/owlv2-base-patch16-ensemble), not {given!r}")
         expert_checkpoints[name.strip()] = Path(folder).expanduser()
+    unknown = sorted(set(without_expert) - set(DEFAULT_EXPERTS))
+    if unknown:
+        raise MoairError(f"--without-expert takes one of {', '.join(DEFAULT_EXPERTS)}, not {', '.join(unknown)}")
     with Engine.open(
         index_path, create=True, text_embedder=text_embedder, backbone=backbone, checkpoint=checkpoint,
-        expert_checkpoints=expert_checkpoints, device=device, dtype=dtype, model_name=model_name,
+        experts=[name for name in DEFAULT_EXPERTS if name not in without_expert], expert_checkpoints=expert_checkpoints, device=device, dtype=dtype, model_name=model_name,
     ) as engine:
         _configure(engine, index_type, memory_budget, recall_target)
         with _progress(not quiet and not as_json, "indexing") as progress:

@@ -12,9 +12,10 @@ Collection (79 images before derived ones):
 Not used, on purpose: Debian's opencv-doc examples and the KDE Plasma and GNOME wallpaper
 packages (kept for an evaluation set outside this repository).
 
-Derived images: signs drawn onto photos (text in the image), sentences drawn on white (rendered
-captions, E5-V's trick), and edits of photos (crop, flip, rotation, grey, heavy JPEG, 160 px,
-brightness) for image-to-image queries.
+Derived images: signs drawn onto photos (text in the image; the Korean ones in Debian's Nanum
+fonts, from ``fonts-nanum``, downloaded and unpacked like the wallpapers), sentences drawn on white
+(rendered captions, E5-V's trick), and edits of photos (crop, flip, rotation, grey, heavy JPEG,
+160 px, brightness) for image-to-image queries.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 from indexer.samples import DEFAULT_CACHE, sample_photos, unpack_debian_package
 
 PACKAGES = ("mate-backgrounds", "ukui-wallpapers", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04")
+FONT_PACKAGE, FONTS = "fonts-nanum", "usr/share/fonts/truetype/nanum"  # Korean signs are drawn in Nanum fonts
 BACKGROUNDS = "usr/share/backgrounds"
 
 # short name -> file under /usr/share/backgrounds in one of PACKAGES
@@ -66,6 +68,18 @@ SIGNS = [
     ("sign-pharmacy", "darknet-horses", "PHARMACY"), ("sign-sale", "skimage-astronaut", "SALE 50%"),
     ("sign-bakery", "wine-room", "BAKERY"), ("sign-parking", "storm-road", "NO PARKING"),
     ("sign-garden", "marigold", "GARDEN SHOP"), ("sign-hotel", "snowy-peaks", "HOTEL ALPINA"),
+]
+# Korean signs drawn onto photos: (new image, base image, text, font, ink, ground, size as a
+# fraction of the photo's width per character). Fonts, colours and sizes vary like real signs.
+KOREAN_SIGNS = [
+    ("sign-ko-bakery", "dune-grass", "빵집", "NanumGothicBold", "white", (150, 70, 30), 0.09),
+    ("sign-ko-pharmacy", "darknet-horses", "약국", "NanumSquareB", (0, 120, 60), "white", 0.08),
+    ("sign-ko-exit", "sklearn-china", "비상구", "NanumBarunGothicBold", "white", (0, 140, 70), 0.06),
+    ("sign-ko-cafe", "paper-roll", "카페 24시", "NanumSquareRoundB", (40, 30, 20), (250, 220, 120), 0.05),
+    ("sign-ko-parking", "storm-road", "주차 금지", "NanumGothicBold", (200, 20, 20), "white", 0.05),
+    ("sign-ko-flowers", "orange-flower", "꽃집", "NanumMyeongjoBold", "black", (255, 245, 230), 0.07),
+    ("sign-ko-station", "bridge-cables", "서울역 출구", "NanumBarunGothic", "white", (20, 60, 140), 0.04),
+    ("sign-ko-menu", "fig-bowl", "오늘의 메뉴\n무화과 케이크", "NanumMyeongjo", "black", "white", 0.035),
 ]
 # Sentences drawn on white: (image, sentence). The first three are in the searched pool (found by
 # text queries); the others are image queries that must find the photo the sentence describes.
@@ -208,6 +222,15 @@ QUERIES = [
     q("korean", "붓", "paint-brushes"),
     q("korean", "코끼리 그림", "elephants-painting"),
     q("korean", "커피 한 잔", ["skimage-coffee", "sign-open"]),
+    # Korean writing in photos (KOREAN_SIGNS), asked in Korean and in English
+    q("korean text in image", "'빵집' 간판", "sign-ko-bakery"),
+    q("korean text in image", "약국이라고 쓰인 간판", "sign-ko-pharmacy"),
+    q("korean text in image", "비상구 표지판", "sign-ko-exit"),
+    q("korean text in image", "a sign that says '카페'", "sign-ko-cafe"),
+    q("korean text in image", "'주차 금지'", "sign-ko-parking"),
+    q("korean text in image", "꽃집 간판이 있는 사진", "sign-ko-flowers"),
+    q("korean text in image", "서울역 출구", "sign-ko-station"),
+    q("korean text in image", "무화과 케이크 메뉴", "sign-ko-menu"),
 ]
 # image -> image: an edit of an image must find the image.
 EDIT_QUERIES = [
@@ -286,6 +309,19 @@ def build_images(folder: Path, cache: Path = DEFAULT_CACHE) -> dict[str, Path]:
         draw.rectangle([x - 10, y - 10, x + right - left + 10, y + bottom - top + 20], fill="white")
         draw.text((x - left, y - top), text, fill="black", font=font)
         images[name] = image
+    fonts = Path(cache).expanduser() / "devset" / FONT_PACKAGE
+    if not fonts.is_dir():
+        unpack_debian_package(FONT_PACKAGE, fonts.parent)
+    for name, base, text, font_name, ink, ground, size in KOREAN_SIGNS:
+        image = images[base].copy()
+        draw = ImageDraw.Draw(image)
+        font = ImageFont.truetype(str(fonts / FONTS / f"{font_name}.ttf"), max(20, round(image.width * size)))
+        left, top, right, bottom = draw.multiline_textbbox((0, 0), text, font=font)
+        x, y = image.width // 8, image.height // 6
+        pad = font.size // 3
+        draw.rectangle([x - pad, y - pad, x + right - left + pad, y + bottom - top + pad], fill=ground)
+        draw.multiline_text((x - left, y - top), text, fill=ink, font=font)
+        images[name] = image
     for name, sentence in RENDERED.items():
         font = ImageFont.load_default(size=36)
         width = int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(sentence, font=font)) + 40
@@ -304,7 +340,9 @@ def build_images(folder: Path, cache: Path = DEFAULT_CACHE) -> dict[str, Path]:
 
 def all_queries() -> list[Query]:
     """Every judged query of the set, text, image, rendered-caption and composed ones."""
-    queries = list(QUERIES)
+    signs_on = {base: [name for name, b, *_ in [*SIGNS, *KOREAN_SIGNS] if b == base] for _, base, *_ in [*SIGNS, *KOREAN_SIGNS]}
+    # a sign drawn on a photo still shows what the photo shows
+    queries = [Query(q.kind, q.text, q.image, list(dict.fromkeys(r for name in q.relevant for r in [name, *signs_on.get(name, [])]))) for q in QUERIES]
     queries += [Query("image to image", None, f"{edit}-{base}", [base]) for edit, base in EDIT_QUERIES]
     queries += [Query("rendered caption", None, name, relevant) for name, relevant in RENDERED_QUERIES]
     queries += [Query("composed", text, base, relevant) for base, text, relevant in COMPOSED_QUERIES]
@@ -314,4 +352,4 @@ def all_queries() -> list[Query]:
 def candidates() -> list[str]:
     """The names of the images in the searched pool: base images, signs and rendered captions
     (edits are only queries)."""
-    return [*collection().keys(), *(name for name, _, _ in SIGNS), *RENDERED_IN_POOL]
+    return [*collection().keys(), *(name for name, _, _ in SIGNS), *(name for name, *_ in KOREAN_SIGNS), *RENDERED_IN_POOL]

@@ -14,6 +14,7 @@ import functools
 import importlib.metadata
 import io
 import shlex
+import subprocess
 import time
 import traceback
 from typing import Callable, Iterable, Literal, Optional
@@ -29,6 +30,7 @@ from indexer.images import LoadedImage, decode_image
 
 PluginKind = Literal["expert", "text embedder", "backbone", "generator"]
 LOCKED_INSTALL = "in a moair checkout, `make demo` (or `make test`) installs the tested versions from requirements/"
+DEBIAN_INSTALL = "in a moair checkout, `make demo` (or `make test`) installs them"
 
 
 class ModelCheck(BaseModel):
@@ -70,6 +72,27 @@ def installed(packages: Iterable[str]) -> dict[str, str]:
     return versions
 
 
+def installed_debian(packages: Iterable[str]) -> dict[str, str]:
+    """Debian package -> installed version ("" when it is not installed, or this is no Debian)."""
+    versions = {}
+    for name in packages:
+        try:
+            query = subprocess.run(["dpkg-query", "-W", "-f=${Status} ${Version}", name], capture_output=True, text=True, timeout=30)
+            status = query.stdout.split()
+            versions[name] = status[-1] if query.returncode == 0 and "installed" in status[:3] and len(status) == 4 else ""
+        except (OSError, subprocess.SubprocessError):
+            versions[name] = ""
+    return versions
+
+
+def plugin_packages(plugin: object) -> dict[str, str]:
+    """The installed versions of what a plug-in stands on: its Python distributions and its
+    Debian packages (named "name (Debian)")."""
+    versions = installed(getattr(plugin, "packages", ()))
+    versions.update({f"{name} (Debian)": v for name, v in installed_debian(getattr(plugin, "debian_packages", ())).items()})
+    return versions
+
+
 @functools.cache
 def declared_requirements() -> dict[str, list[Requirement]]:
     """moair's own requirements (every extra included), by canonical distribution name."""
@@ -86,10 +109,17 @@ def declared_requirements() -> dict[str, list[Requirement]]:
 
 
 def fix_for(packages: dict[str, str], extra: str = "", tested: bool = True) -> str:
-    """What to install: the packages missing (through the plug-in's ``extra``, when it has one) or
-    outside moair's declared ranges, or, when every version is in range, the tested set."""
+    """What to install: the Debian packages missing, the Python packages missing (through the
+    plug-in's ``extra``, when it has one) or outside moair's declared ranges, or, when every
+    version is in range, the tested set."""
+    debian = [name.removesuffix(" (Debian)") for name, version in packages.items() if name.endswith(" (Debian)") and not version]
+    if debian:
+        command = f"apt-get install {' '.join(debian)} (Debian, Ubuntu; other systems: install them from their own packages)"
+        return f"{command}; {DEBIAN_INSTALL}" if tested else command
     wanted = []
     for name, version in packages.items():
+        if name.endswith(" (Debian)"):
+            continue
         ranges = [r.specifier for r in declared_requirements().get(canonicalize_name(name), []) if r.specifier]
         outside = [spec for spec in ranges if version and not spec.contains(version, prereleases=True)]
         if not version:
@@ -119,23 +149,21 @@ def check(kind: PluginKind, name: str, plugin: object, run: Callable[[], object]
         run()
     except Exception as e:
         return failed_check(kind, name, plugin, e, seconds=time.perf_counter() - started)
-    return ModelCheck(
-        kind=kind, name=name, packages=installed(getattr(plugin, "packages", ())), ok=True, seconds=time.perf_counter() - started
-    )
+    return ModelCheck(kind=kind, name=name, packages=plugin_packages(plugin), ok=True, seconds=time.perf_counter() - started)
 
 
 def failed_check(kind: PluginKind, name: str, plugin: object, error: Exception, seconds: float = 0.0) -> ModelCheck:
     """The check of a plug-in that raised ``error``: what went wrong, its packages, the fix."""
-    versions = installed(getattr(plugin, "packages", ()))
-    return ModelCheck(
-        kind=kind, name=name, packages=versions, ok=False, detail=_describe(error),
-        fix=fix_for(versions, getattr(plugin, "extra", "")), seconds=seconds,
-    )
+    versions = plugin_packages(plugin)
+    fix = fix_for(versions, getattr(plugin, "extra", ""))
+    if kind == "expert" and getattr(plugin, "debian_packages", ()):
+        fix += f"; or build a new index without it: moair index ... --without-expert {name}"
+    return ModelCheck(kind=kind, name=name, packages=versions, ok=False, detail=_describe(error), fix=fix, seconds=seconds)
 
 
 def not_checked(kind: PluginKind, name: str, plugin: object, why: str) -> ModelCheck:
     """An optional model that was not loaded: ``why``, or that its packages are not installed."""
-    versions = installed(getattr(plugin, "packages", ()))
+    versions = plugin_packages(plugin)
     missing = [p for p, v in versions.items() if not v]
     if missing:
         why = f"optional, not installed ({', '.join(missing)}): {fix_for(versions, getattr(plugin, 'extra', ''), tested=False)}"

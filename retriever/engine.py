@@ -87,7 +87,7 @@ class Engine:
         if is_index_dir(path):
             store = Store.open(path, writable=create)
             try:
-                _refuse_other_models(path, store.config, text_embedder, backbone, checkpoint, expert_checkpoints)
+                _refuse_other_models(path, store.config, text_embedder, backbone, checkpoint, expert_checkpoints, experts)
                 return cls(store, Analyzer.for_index(store.config, device=device, dtype=dtype), device, dtype)
             except BaseException:
                 store.close()
@@ -422,7 +422,7 @@ class Engine:
 
 
 def _refuse_other_models(
-    path: Path, config: IndexConfig, text_embedder: str, backbone: str, checkpoint, expert_checkpoints
+    path: Path, config: IndexConfig, text_embedder: str, backbone: str, checkpoint, expert_checkpoints, experts: Sequence[str]
 ) -> None:
     """An existing index keeps the models it was built with: asking for others is a mistake to
     say out loud, not to ignore (its stored vectors would not match them)."""
@@ -438,6 +438,9 @@ def _refuse_other_models(
     for name, folder in (expert_checkpoints or {}).items():
         if config.expert_options.get(name, {}).get("checkpoint") != str(Path(folder).expanduser().absolute()):
             raise MoairError(f"{path} was built without the {name} expert from {folder}; {new_index}")
+    built_experts = set(config.experts) - set(config.expert_options)
+    if tuple(experts) != DEFAULT_EXPERTS and set(experts) != built_experts:  # the defaults mean "whatever it has"
+        raise MoairError(f"{path} was built with the experts {', '.join(sorted(built_experts))}; {new_index}")
 
 
 def _check_budget(seconds: float | None) -> None:

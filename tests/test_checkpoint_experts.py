@@ -100,7 +100,7 @@ def test_an_index_records_its_checkpoint_experts_and_builds_them_again(tiny_owlv
         report = engine.add([photo_dir("dog", "kite")])
         assert report.added == 2 and report.skipped == []
         config = engine.store.config
-        assert list(config.experts) == ["detection", "owlv2", "panoptic", "tags", "ocr", "colors", "medium", "relations"]
+        assert list(config.experts) == ["detection", "owlv2", "panoptic", "tags", "ocr", "hangul", "colors", "medium", "relations"]
         assert config.expert_options == {name: {"checkpoint": str(folder)} for name, folder in checkpoints.items()}
     with Engine.open(index) as engine:
         assert [e.name for e in engine.analyzer.experts][1:3] == ["owlv2", "panoptic"]

@@ -143,7 +143,7 @@ def test_relations_on_a_real_photo_name_repeated_objects(seen):
 
 
 def test_expert_registry_lists_every_expert_and_rejects_unknown_names():
-    assert EXPERTS.names() == ["detection", "owlv2", "panoptic", "tags", "ocr", "colors", "medium", "relations"]
+    assert EXPERTS.names() == ["detection", "owlv2", "panoptic", "tags", "ocr", "hangul", "colors", "medium", "relations"]
     with pytest.raises(Exception, match="unknown expert 'sgg'; choose one of: detection, owlv2"):
         EXPERTS.create("sgg")
     with pytest.raises(Exception, match="the owlv2 expert needs a checkpoint folder"):

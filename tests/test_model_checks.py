@@ -68,7 +68,7 @@ def test_doctor_lists_each_model_with_its_packages_and_names_the_broken_one(samp
     assert healthy.returncode == 0, healthy.stderr
     checks = [ModelCheck.model_validate(c) for c in json.loads(healthy.stdout)]
     by_name = {(c.kind, c.name): c for c in checks}
-    for model in ("detection", "tags", "ocr", "colors", "medium", "relations"):
+    for model in ("detection", "tags", "ocr", "hangul", "colors", "medium", "relations"):
         assert by_name["expert", model].ok is True
     assert by_name["text embedder", "e5-small"].ok and by_name["backbone", "efficientnet-lite3"].ok
     assert by_name["text embedder", "minilm"].ok  # installed with the test extras: loaded and run

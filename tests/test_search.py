@@ -151,4 +151,4 @@ def test_stats_describe_the_index(engine):
     assert (info.shards, info.tombstones, info.search_knob) == (1, 0, "")
     assert info.flat_bytes == 20 * info.dim * 4 and info.index_bytes > info.flat_bytes  # ids and header on top
     assert info.faiss_file_bytes == info.index_bytes  # saved: the one shard file is the index
-    assert list(info.experts) == ["detection", "tags", "ocr", "colors", "medium", "relations"]
+    assert list(info.experts) == ["detection", "tags", "ocr", "hangul", "colors", "medium", "relations"]

