@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Callable, Iterator, List, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as escape_markup
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -28,6 +29,14 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def escape(text: str) -> str:
+    """Text for the terminal: rich markup escaped, and control characters (an ANSI escape in a
+    file name would recolour or rewrite the terminal) shown as \\xNN."""
+    return escape_markup(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
+
 
 IndexOption = typer.Option(..., "--index", "-i", envvar="MOAIR_INDEX", help="Index directory (or set MOAIR_INDEX).")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")

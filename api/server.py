@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import secrets
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -182,6 +183,9 @@ def create_app(
     from a browser (none by default). ``device`` and ``dtype`` place a checkpoint backbone.
     ``max_time_budget`` caps the seconds of generative work (rerank, answers) one request gets."""
     api_key = (api_key if api_key is not None else os.environ.get("MOAIR_API_KEY")) or None  # "": no key
+    if api_key is not None and not re.fullmatch(r"[\x21-\x7e]+", api_key):
+        # HTTP headers carry ASCII: any other key could never be sent, and every request would get 401
+        raise MoairError("the API key (MOAIR_API_KEY) must be printable ASCII without spaces; choose another, e.g. python -c 'import secrets; print(secrets.token_urlsafe())'")
     engine = Engine.open(index_path, device=device, dtype=dtype)
     served = ServedEngine(engine)
     queue = UploadQueue(served, Path(uploads).expanduser().absolute() if uploads else engine.store.path / "uploads")

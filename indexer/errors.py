@@ -1,5 +1,8 @@
 """Errors that carry a message meant for the user (printed without a traceback by the CLI)."""
 
+import errno
+import sqlite3
+
 
 class MoairError(Exception):
     """A problem the user can act on: bad path, foreign index, unknown plug-in name, bad query."""
@@ -7,3 +10,17 @@ class MoairError(Exception):
 
 class ImageError(MoairError):
     """One image could not be read; the message is a one-line reason and the run goes on."""
+
+
+def disk_full(error: BaseException | None) -> bool:
+    """Whether ``error``, or one it was raised while handling, is a full disk (or quota): as an
+    OSError, from SQLite, or from FAISS's writer (a RuntimeError naming the errno's text)."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(error, sqlite3.OperationalError) and "disk is full" in str(error):
+            return True
+        if isinstance(error, RuntimeError) and ("No space left on device" in str(error) or "Disk quota exceeded" in str(error)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

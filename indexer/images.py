@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +58,7 @@ def load_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> Load
 
 def _read_file(path: Path) -> bytes:
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ImageError(f"file too large ({size / 2**20:.0f} MiB > {MAX_FILE_BYTES / 2**20:.0f} MiB)")
-        return path.read_bytes()
+        return read_image_file(path)
     except FileNotFoundError:
         raise ImageError("file not found") from None
     except IsADirectoryError:
@@ -68,6 +67,36 @@ def _read_file(path: Path) -> bytes:
         raise ImageError("permission denied") from None
     except OSError as e:
         raise ImageError(f"cannot read file: {e.strerror or e}") from None
+
+
+def not_a_regular_file(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` is not read (a FIFO would block, a device never ends), or None."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return f"not a regular file ({kind})"
+
+
+def read_image_file(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; ``ImageError`` for anything else.
+    Opened without blocking (a FIFO named photo.jpg must not hang the run) and checked on the
+    open descriptor, and read no further than the limit (a file may grow, a device never ends)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(descriptor, "rb") as file:
+        info = os.fstat(descriptor)
+        reason = not_a_regular_file(info.st_mode)
+        if reason:
+            raise ImageError(reason)
+        if info.st_size > max_bytes:
+            raise ImageError(too_large(info.st_size, max_bytes))
+        data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ImageError(too_large(len(data), max_bytes))
+    return data
+
+
+def too_large(size: int, max_bytes: int = MAX_FILE_BYTES) -> str:
+    return f"file too large ({size / 2**20:.0f} MiB > {max_bytes / 2**20:.0f} MiB)"
 
 
 def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> LoadedImage:
@@ -94,8 +123,9 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> LoadedImage:
                 width, height = height, width
             image = ImageOps.exif_transpose(image)
             if max(image.size) > WORKING_SIDE and image.mode != "RGB":
-                # Odd modes shrink before conversion, so a huge 16-bit scan never becomes a float array.
-                image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BILINEAR)
+                # Odd modes shrink before conversion, so a huge 16-bit scan never becomes a float array
+                # (without reducing_gap: Pillow's reduce() step refuses 16-bit modes).
+                image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BILINEAR, reducing_gap=None)
             rgb = to_rgb(image)
             if max(rgb.shape[:2]) > WORKING_SIDE:  # OpenCV's area filter: twice as fast as Pillow's here
                 scale = WORKING_SIDE / max(rgb.shape[:2])

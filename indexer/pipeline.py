@@ -29,10 +29,10 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from indexer.encoders import BACKBONES, DEFAULT_BACKBONE, DEFAULT_TEXT_EMBEDDER, TEXT_EMBEDDERS
-from indexer.errors import ImageError, MoairError
+from indexer.errors import ImageError, MoairError, disk_full
 from indexer.experts import DEFAULT_EXPERTS, EXPERTS
 from indexer.experts.base import Analysis
-from indexer.images import LoadedImage, content_hash, decode_image, is_image_path
+from indexer.images import MAX_FILE_BYTES, LoadedImage, content_hash, decode_image, is_image_path, not_a_regular_file, read_image_file, too_large
 from indexer.mixture import Block, Layout, normalise_rows
 from indexer.model_check import ModelCheck, ModelError, check, failed_check, first_failure, smoke_image, vectors
 from indexer.packaged_models import INDEX_WORKERS, make_worker_thread
@@ -291,8 +291,9 @@ def _process(work: _Work, known: Callable[[str], bool], analyzer: Analyzer, layo
     data = b""
     if work.image is not None:
         try:
-            with open(work.image, "rb") as f:
-                data = f.read()
+            data = read_image_file(work.image)
+        except ImageError as e:
+            return _Processed(work, error=str(e))
         except OSError as e:
             return _Processed(work, error=f"cannot read file: {e.strerror or e}", kind="access")
         if not data:
@@ -311,7 +312,8 @@ def _process(work: _Work, known: Callable[[str], bool], analyzer: Analyzer, layo
     except NOT_ABOUT_THE_FILE:
         raise
     except Exception as e:  # one image must not stop the run; the next run tries it again
-        return _Processed(work, digest=digest, error=f"analysis failed: {type(e).__name__}: {str(e)[:100]}", kind="analysis")
+        reason = " ".join(str(e).split())[:100]  # one line, whatever the model printed
+        return _Processed(work, digest=digest, error=f"analysis failed: {type(e).__name__}: {reason}", kind="analysis")
     modality = "image,text" if image is not None and work.text else "image" if image is not None else "text"
     perception = analysis.perception if analysis else Perception(width=0, height=0)
     item = NewItem(digest, perception, verbalization, layout.compose(parts), analyzer.versions(), modality)
@@ -346,6 +348,10 @@ def index_paths(
             stat = f.stat()
         except OSError as e:
             report.skipped.append((str(f), f"cannot read file: {e.strerror or e}"))
+            continue
+        refused = not_a_regular_file(stat.st_mode) or (too_large(stat.st_size) if stat.st_size > MAX_FILE_BYTES else None)
+        if refused:  # never opened: a FIFO would block, a device or a sparse giant would be read for ever
+            report.skipped.append((str(f), refused))
             continue
         indexed = store.file_state(str(f))
         if indexed and (indexed.size, indexed.mtime_ns) == (stat.st_size, stat.st_mtime_ns) and str(f) not in stale_paths:
@@ -389,6 +395,29 @@ def index_entries(
 
 
 def _index_work(
+    store: Store,
+    analyzer: Analyzer,
+    todo: Sequence[_Work],
+    stale: dict[str, str],
+    report: IndexReport,
+    progress: ProgressCallback | None,
+    removed: Sequence[str] = (),
+) -> None:
+    """``_run_work``, with a full disk said in one line. What was committed to SQLite stays (the
+    FAISS files are a cache of it, rebuilt at the next open), so nothing more is written."""
+    try:
+        _run_work(store, analyzer, todo, stale, report, progress, removed)
+    except Exception as e:
+        if not disk_full(e):
+            raise
+        store.forget_unsaved_vectors()
+        raise MoairError(
+            f"disk full at {store.path}: {report.added + report.updated} item(s) committed; free space and run again "
+            "(the files not done yet are analysed then)"
+        ) from None
+
+
+def _run_work(
     store: Store,
     analyzer: Analyzer,
     todo: Sequence[_Work],

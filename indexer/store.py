@@ -26,18 +26,20 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import sqlite3
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Literal, Sequence
+from typing import IO, Callable, Iterable, Iterator, Literal, Sequence
 
 import faiss
 import numpy as np
 from pydantic import BaseModel
 
 from indexer import ann
-from indexer.errors import MoairError
+from indexer.errors import MoairError, disk_full
 from indexer.head import ProjectionHead
 from indexer.mixture import EMBEDDING_SPACES, Layout
 from indexer.records import ItemRecord, Perception, Verbalization
@@ -237,12 +239,12 @@ def is_index_dir(path: Path) -> bool:
 class Store:
     """One open index directory. Writers hold an exclusive lock; readers do not need one."""
 
-    def __init__(self, path: Path, db: sqlite3.Connection, config: IndexConfig, writable: bool) -> None:
+    def __init__(self, path: Path, db: sqlite3.Connection, config: IndexConfig, writable: bool, lock: IO | None = None) -> None:
         self.path = path
         self.config = config
         self.writable = writable
         self._db = db
-        self._lock_file = None
+        self._lock_file = lock
         self._dirty = False
         self._gpu_search = None
         # An index made before items could be texts has no modality column (all its items are
@@ -253,8 +255,8 @@ class Store:
         self._vector_column = "vector_id" if "vector_id" in columns else "id"
         skip_columns = {c[1] for c in db.execute("PRAGMA table_info(skipped)")}
         self._skip_kind_column = "kind" if "kind" in skip_columns else LEGACY_SKIP_KIND
-        if writable:
-            self._take_lock()
+        if writable and self._lock_file is None:
+            self._lock_file = _take_lock(path)
         try:
             self._heads = self._load_heads()
             self._shards = self._load_vectors()
@@ -281,7 +283,10 @@ class Store:
         if path.is_dir() and not is_index_dir(path) and any(not _creation_leftover(p.name) for p in path.iterdir()):
             raise MoairError(f"{path} is a non-empty directory that is not a moair index; choose another --index path")
         path.mkdir(parents=True, exist_ok=True)
-        if not is_index_dir(path):
+        lock = _take_lock(path)  # before anything is built: two creations of one index must not interleave
+        try:
+            if is_index_dir(path):
+                raise MoairError(f"another moair process created an index at {path} meanwhile; run the command again to add to it")
             # Built under a temporary name and renamed into place, so a kill mid-creation never
             # leaves a database without its configuration (one that could not be opened).
             building = path / (DB_NAME + BUILDING_SUFFIX)
@@ -296,19 +301,28 @@ class Store:
             db.execute("PRAGMA journal_mode=DELETE")  # fold the WAL into the file before renaming it
             db.close()
             durable_replace(building, path / DB_NAME)
-        return cls.open(path, writable=True)
+            return cls.open(path, writable=True, lock=lock)
+        except BaseException:
+            lock.close()
+            raise
 
     @classmethod
-    def open(cls, path: Path, writable: bool = False) -> "Store":
+    def open(cls, path: Path, writable: bool = False, lock: IO | None = None) -> "Store":
+        """Open the index at ``path``; ``writable`` takes its write lock (or uses ``lock``, one
+        already taken)."""
         path = Path(path)
         if not path.exists():
             raise MoairError(f"no index at {path}; build one with: moair index FOLDER --index {path}")
         if not is_index_dir(path):
             raise MoairError(f"{path} is not a moair index (no {DB_NAME} inside)")
+        if writable and not os.access(path, os.W_OK):
+            raise MoairError(f"{path} cannot be written (a read-only folder or file system): search it, but index, remove or optimize where it is writable")
         try:
-            db = _connect(path / DB_NAME)
+            db = _connect(path / DB_NAME) if writable else _connect_read_only(path / DB_NAME)
             row = db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
         except sqlite3.DatabaseError as e:
+            if disk_full(e):
+                raise MoairError(f"the disk holding {path} is full: free space and try again") from None
             raise MoairError(f"{path / DB_NAME} is not a readable moair database ({e}); restore it from a backup") from None
         if row is None:
             raise MoairError(f"{path} is not a moair index (its database has no configuration)")
@@ -321,15 +335,7 @@ class Store:
             except sqlite3.DatabaseError as e:
                 db.close()
                 raise MoairError(f"{path / DB_NAME} is damaged ({e}); restore it from a backup") from None
-        return cls(path, db, config, writable)
-
-    def _take_lock(self) -> None:
-        self._lock_file = open(self.path / LOCK_NAME, "a+")
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.close()
-            raise MoairError(f"another moair process is writing to {self.path}; wait for it to finish") from None
+        return cls(path, db, config, writable, lock)
 
     def close(self) -> None:
         if self.writable and self._dirty:
@@ -586,6 +592,11 @@ class Store:
                 self.config = config
         self._shards.delete_unlisted()
         (self.path / LEGACY_FAISS_NAME).unlink(missing_ok=True)
+        self._dirty = False
+
+    def forget_unsaved_vectors(self) -> None:
+        """Close without writing the FAISS files (a full disk): they are a cache of SQLite, checked
+        against it and rebuilt at the next open."""
         self._dirty = False
 
     def _vectors_changed(self) -> None:
@@ -966,6 +977,18 @@ def _upgrade_schema(db: sqlite3.Connection) -> None:
             db.execute("INSERT INTO meta VALUES ('next_vector_id', ?)", (str(last + 1),))
 
 
+def _take_lock(path: Path) -> IO:
+    """The index's write lock (held while the returned file is open); ``MoairError`` when another
+    process holds it."""
+    lock = open(path / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise MoairError(f"another moair process is writing to {path}; wait for it to finish") from None
+    return lock
+
+
 def _creation_leftover(name: str) -> bool:
     """A file that an index creation killed part-way may leave (the database being built, its WAL)."""
     return name == LOCK_NAME or name.startswith(DB_NAME + BUILDING_SUFFIX)
@@ -973,6 +996,22 @@ def _creation_leftover(name: str) -> bool:
 
 def _versions_json(versions: dict[str, str]) -> str:
     return json.dumps(versions, sort_keys=True)
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that never writes. In a folder that cannot be written, SQLite cannot make the
+    shared-memory file a WAL database needs, so it reads the database file as immutable: correct
+    when no write-ahead log is left over (a writer that closed cleanly folds it in)."""
+    uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
+    if not os.access(path.parent, os.W_OK):
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise MoairError(
+                f"{path.parent} is read-only and holds a write-ahead log of changes not folded into the database "
+                "(a writer was stopped); open it once where it can be written"
+            )
+        uri += "&immutable=1"
+    return sqlite3.connect(uri, uri=True, check_same_thread=False)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

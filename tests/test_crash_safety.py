@@ -493,7 +493,7 @@ def test_kill_9_at_random_moments_loses_nothing_committed(tmp_path):
             proc = subprocess.Popen([sys.executable, "-c", KILL_DRIVER, str(index), str(plan_file), str(log)], stderr=err)
         try:
             proc.wait(timeout=rng.uniform(0.2, min(run_seconds) if run_seconds else 6.0))
-            assert proc.returncode == 0, (tmp_path / "driver.err").read_text()[-2000:]
+            assert proc.returncode == 0, (proc.returncode, (tmp_path / "driver.err").read_text()[-2000:])
             run_seconds.append(time.monotonic() - started)
         except subprocess.TimeoutExpired:
             if kill_9(proc, may_have_finished=True):

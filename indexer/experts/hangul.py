@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -46,10 +47,18 @@ _SYLLABLE = re.compile(r"[\uac00-\ud7a3]")
 _IDEOGRAPH = re.compile(r"[\u3400-\u9fff]")
 
 
-@functools.cache
+_ASKING = threading.Lock()
+
+
 def tesseract_languages() -> tuple[str, frozenset[str]]:
     """The ``tesseract`` program and the languages it has models for; ``MoairError`` when it lacks
-    Korean."""
+    Korean. Asked once per process (the indexing workers all check at start)."""
+    with _ASKING:
+        return _ask_tesseract()
+
+
+@functools.cache
+def _ask_tesseract() -> tuple[str, frozenset[str]]:
     program = shutil.which("tesseract")
     if program is None:
         raise MoairError("Tesseract is not installed (no `tesseract` program on PATH)")

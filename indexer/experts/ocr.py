@@ -30,6 +30,9 @@ from indexer.packaged_models import rapid_ocr
 from indexer.records import TextLine
 
 GATE_SIDE = 320
+# The detector rounds its input's sides to multiples of 32: a side under 17 px becomes 0 and
+# onnxruntime fails (images of 16 px or less, or a 1024 x 10 strip shrunk to the gate's size).
+MIN_SIDE = 17
 MOAI_MIN_CONFIDENCE = 0.85  # MoAI keeps PaddleOCR lines at or above this confidence
 # A line with one letter or digit is mostly a misread texture or logo (one CJK character read at
 # 0.94 in a line drawing made it the top hit of many unrelated queries); it says nothing searchable.
@@ -50,11 +53,16 @@ def find_text_regions(bgr: np.ndarray, gate: bool = True) -> np.ndarray:
     """Quadrilaterals (n, 4, 2) of text regions in ``bgr``'s pixel coordinates, in reading order."""
     from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
 
+    height, width = bgr.shape[:2]
+    if min(height, width) < MIN_SIDE:  # too thin to hold a line of text, and the detector fails on it
+        return np.zeros((0, 4, 2), np.float32)
     detector = rapid_ocr().text_det
     if not gate:  # PP-OCR's own detector at its own input size
         boxes, _ = detector(bgr)
     else:
-        gate_input = DetPreProcess(GATE_SIDE, "max", detector.mean, detector.std)
+        thin = min(height, width) * GATE_SIDE / max(height, width, GATE_SIDE) < MIN_SIDE
+        # a long strip (a banner) keeps its short side at the detector's least instead
+        gate_input = DetPreProcess(32, "min", detector.mean, detector.std) if thin else DetPreProcess(GATE_SIDE, "max", detector.mean, detector.std)
         scores = detector.infer(gate_input(bgr))[0]
         boxes, _ = detector.postprocess_op(scores, bgr.shape[:2])
         boxes = detector.filter_tag_det_res(boxes, bgr.shape[:2])
