@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, get_args
@@ -83,6 +84,8 @@ class Engine:
         {"owlv2": ..., "panoptic": ...}) apply to a new index; an existing one keeps its own, and
         asking it for other models is an error. ``device`` and ``dtype`` place checkpoint models
         (auto: CUDA and float16 with a GPU)."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise MoairError(f"Engine.open() takes the index's path (a str or Path), not {type(path).__name__}")
         path = Path(path).expanduser()
         if is_index_dir(path):
             store = Store.open(path, writable=create)
@@ -127,15 +130,13 @@ class Engine:
     def add(self, paths: Iterable[str | Path], progress: ProgressCallback | None = None, prune: bool = False) -> IndexReport:
         """Index image files and folders (recursively). Unchanged files are skipped, known content is
         not embedded again; with ``prune``, files deleted from the given folders leave the index."""
-        if isinstance(paths, (str, Path)):
-            paths = [paths]
+        paths = _path_list(paths, "add")
         return index_paths(self._writable(), self.analyzer, paths, progress=progress, prune=prune)
 
     def remove(self, paths: Iterable[str | Path]) -> int:
         """Take files (by path) or entries (by key) out of the index; an item whose last path goes
         is deleted (its vector becomes a tombstone until compaction). Returns how many were removed."""
-        if isinstance(paths, (str, Path)):
-            paths = [paths]
+        paths = _path_list(paths, "remove")
         keys = []
         for raw in paths:
             keys.append(str(raw))
@@ -242,6 +243,8 @@ class Engine:
     def similar(self, item_id: int, k: int = 10, modality: Modality | None = None) -> list[SearchHit]:
         """"More like this": items like a stored one, searched as an image query of it would be
         (its stored vectors, no image analysed again); the item itself is left out."""
+        if isinstance(item_id, bool) or not isinstance(item_id, int):
+            raise MoairError(f"similar() takes an item id (a whole number), not {type(item_id).__name__} {item_id!r}")
         records = self.store.items([item_id])
         if not records:
             raise MoairError(f"{item_id} is not in the index")
@@ -419,6 +422,19 @@ class Engine:
         if not records:
             raise MoairError(f"{path_or_id} is not in the index")
         return records[0]
+
+
+def _path_list(paths, what: str) -> list[str | os.PathLike]:
+    """One path or an iterable of paths (str or Path); anything else is a ``MoairError``."""
+    if isinstance(paths, (str, os.PathLike)):
+        return [paths]
+    if isinstance(paths, (bytes, bytearray)) or not isinstance(paths, Iterable):
+        raise MoairError(f"{what}() takes a path or a list of paths (str or Path), not {type(paths).__name__}")
+    listed = list(paths)
+    wrong = [p for p in listed if not isinstance(p, (str, os.PathLike))]
+    if wrong:
+        raise MoairError(f"{what}() takes paths as str or Path, not {type(wrong[0]).__name__} {wrong[0]!r}")
+    return listed
 
 
 def _refuse_other_models(
