@@ -69,7 +69,7 @@ def _read_file(path: Path) -> bytes:
         raise ImageError(f"cannot read file: {e.strerror or e}") from None
 
 
-def not_a_regular_file(mode: int) -> str | None:
+def _not_a_regular_file(mode: int) -> str | None:
     """Why a file of this ``st_mode`` is not read (a FIFO would block, a device never ends), or None."""
     if stat.S_ISREG(mode):
         return None
@@ -84,18 +84,18 @@ def read_image_file(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(descriptor, "rb") as file:
         info = os.fstat(descriptor)
-        reason = not_a_regular_file(info.st_mode)
+        reason = _not_a_regular_file(info.st_mode)
         if reason:
             raise ImageError(reason)
         if info.st_size > max_bytes:
-            raise ImageError(too_large(info.st_size, max_bytes))
+            raise ImageError(_too_large(info.st_size, max_bytes))
         data = file.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise ImageError(too_large(len(data), max_bytes))
+        raise ImageError(_too_large(len(data), max_bytes))
     return data
 
 
-def too_large(size: int, max_bytes: int = MAX_FILE_BYTES) -> str:
+def _too_large(size: int, max_bytes: int) -> str:
     return f"file too large ({size / 2**20:.0f} MiB > {max_bytes / 2**20:.0f} MiB)"
 
 

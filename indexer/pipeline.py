@@ -24,7 +24,7 @@ from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from indexer.encoders import BACKBONES, DEFAULT_BACKBONE, DEFAULT_TEXT_EMBEDDER,
 from indexer.errors import ImageError, MoairError, disk_full
 from indexer.experts import DEFAULT_EXPERTS, EXPERTS
 from indexer.experts.base import Analysis
-from indexer.images import MAX_FILE_BYTES, LoadedImage, content_hash, decode_image, is_image_path, not_a_regular_file, read_image_file, too_large
+from indexer.images import LoadedImage, content_hash, decode_image, is_image_path, read_image_file
 from indexer.mixture import Block, Layout, normalise_rows
 from indexer.model_check import ModelCheck, ModelError, check, failed_check, first_failure, smoke_image, vectors
 from indexer.packaged_models import INDEX_WORKERS, make_worker_thread
@@ -349,10 +349,6 @@ def index_paths(
         except OSError as e:
             report.skipped.append((str(f), f"cannot read file: {e.strerror or e}"))
             continue
-        refused = not_a_regular_file(stat.st_mode) or (too_large(stat.st_size) if stat.st_size > MAX_FILE_BYTES else None)
-        if refused:  # never opened: a FIFO would block, a device or a sparse giant would be read for ever
-            report.skipped.append((str(f), refused))
-            continue
         indexed = store.file_state(str(f))
         if indexed and (indexed.size, indexed.mtime_ns) == (stat.st_size, stat.st_mtime_ns) and str(f) not in stale_paths:
             report.unchanged += 1
@@ -363,7 +359,8 @@ def index_paths(
             continue
         report.retried += bool(bad and bad.retried)
         todo.append(_Work(str(f), stat.st_size, stat.st_mtime_ns, image=str(f)))
-    _index_work(store, analyzer, todo, stale, report, progress, removed)
+    with _disk_full_said(store, report):
+        _index_work(store, analyzer, todo, stale, report, progress, removed)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -389,24 +386,18 @@ def index_entries(
         report.retried += bool(bad)
         image = str(Path(entry.image).expanduser().absolute()) if entry.image else None
         todo.append(_Work(entry.key, 0, 0, image=image, text=entry.text))
-    _index_work(store, analyzer, todo, stale, report, progress)
+    with _disk_full_said(store, report):
+        _index_work(store, analyzer, todo, stale, report, progress)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _index_work(
-    store: Store,
-    analyzer: Analyzer,
-    todo: Sequence[_Work],
-    stale: dict[str, str],
-    report: IndexReport,
-    progress: ProgressCallback | None,
-    removed: Sequence[str] = (),
-) -> None:
-    """``_run_work``, with a full disk said in one line. What was committed to SQLite stays (the
+@contextlib.contextmanager
+def _disk_full_said(store: Store, report: IndexReport) -> Iterator[None]:
+    """A full disk during indexing said in one line. What was committed to SQLite stays (the
     FAISS files are a cache of it, rebuilt at the next open), so nothing more is written."""
     try:
-        _run_work(store, analyzer, todo, stale, report, progress, removed)
+        yield
     except Exception as e:
         if not disk_full(e):
             raise
@@ -417,7 +408,7 @@ def _index_work(
         ) from None
 
 
-def _run_work(
+def _index_work(
     store: Store,
     analyzer: Analyzer,
     todo: Sequence[_Work],
