@@ -19,7 +19,7 @@ from rich.table import Table
 from indexer.errors import MoairError
 from indexer.experts import DEFAULT_EXPERTS
 from indexer.pipeline import IndexReport, ProgressCallback
-from indexer.records import SearchHit
+from indexer.records import SearchHit, shown_path
 
 app = typer.Typer(
     help="moair: index a photo collection and search it by text (English or Korean), by image, or both.",
@@ -29,13 +29,15 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
+MAX_CONNECTIONS = 512  # open connections and requests in flight the server takes; more get 503
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def escape(text: str) -> str:
     """Text for the terminal: rich markup escaped, and control characters (an ANSI escape in a
-    file name would recolour or rewrite the terminal) shown as \\xNN."""
-    return escape_markup(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
+    file name would recolour or rewrite the terminal) and the bytes of a name that are not UTF-8
+    shown as \\xNN."""
+    return escape_markup(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", shown_path(text)))
 
 
 IndexOption = typer.Option(..., "--index", "-i", envvar="MOAIR_INDEX", help="Index directory (or set MOAIR_INDEX).")
@@ -101,9 +103,9 @@ def _report_dict(report: IndexReport, items: int) -> dict:
         "linked": report.linked,
         "unchanged": report.unchanged,
         "removed": report.removed,
-        "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
+        "skipped": [{"path": shown_path(p), "reason": r} for p, r in report.skipped],
         "skipped_before": report.skipped_before,
-        "failed": [{"path": p, "reason": r} for p, r in report.failed],
+        "failed": [{"path": shown_path(p), "reason": r} for p, r in report.failed],
         "retried": report.retried,
         "interrupted": report.interrupted,
         "maintenance": report.maintenance,
@@ -264,7 +266,7 @@ def search(
         )
         reranked_by = engine.generator().version if any(h.rerank_score is not None for h in hits) else None
     if as_json:
-        print(json.dumps([h.model_dump() for h in hits], ensure_ascii=False))
+        print(json.dumps([h.model_dump(mode="json") for h in hits], ensure_ascii=False))
     else:
         _print_hits(hits, reranked_by)
 
@@ -281,6 +283,31 @@ def stats(index_path: Path = IndexOption, as_json: bool = JsonOption) -> None:
         print(info.model_dump_json())
         return
     _print_stats(info)
+
+
+@app.command()
+def verify(index_path: Path = IndexOption, as_json: bool = JsonOption) -> None:
+    """Check a whole index: SQLite's integrity, every item's stored vector and descriptions, the
+    vector files' checksums, and FAISS against SQLite. Exit code 1 when something is wrong.
+    Damaged or missing vector files are rebuilt from the database whenever an index opens (any
+    later index, remove or optimize saves the repair); a damaged database needs its backup."""
+    from retriever import Engine
+
+    with Engine.open(index_path) as engine:
+        report = engine.verify()
+    if as_json:
+        print(report.model_dump_json())
+    else:
+        for line in report.repaired:
+            err.print(f"[yellow]repaired[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
+        if report.repaired and not report.saved:
+            err.print("the repair was made in memory; the next moair index, remove or optimize saves it", highlight=False)
+        for line in report.problems:
+            err.print(f"[red]problem[/red] {escape(line)}", highlight=False, soft_wrap=True)
+        out.print("ok: the index is consistent" if report.ok else f"{len(report.problems)} problem(s): restore the index from a backup, "
+                  "or build it again with moair index", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def _print_stats(info) -> None:
@@ -623,19 +650,27 @@ def serve(
     max_time_budget: float = typer.Option(
         120.0, "--max-time-budget", min=0.001, help="Seconds of generative work (rerank, /ask answers) one request may take at most."
     ),
+    allowed_host: List[str] = typer.Option(
+        [], "--allowed-host", help="A host name clients use to reach this server (e.g. photos.example.org); repeat for more. "
+        "IP addresses and localhost are always answered; other names are refused (DNS rebinding)."
+    ),
 ) -> None:
     """Serve the index over HTTP: the web page at /, the API at /search, /ask, /items, /jobs, ...
     (OpenAPI documentation at /docs). Set MOAIR_API_KEY to require that key on every route but
-    /health. Images uploaded through the API are indexed in the background while searches go on."""
+    /health. Images uploaded through the API are indexed in the background while searches go on.
+    Requests that would change or use the server from another site's web page are refused, key
+    or not (allow a site with --cors-origin); connections idle for 10 s are closed."""
     import uvicorn
 
+    from api.guards import GuardedH11
     from api.server import create_app
 
     app = create_app(
-        index_path, uploads=uploads, cors_origins=tuple(cors_origin), device=device, dtype=dtype, max_time_budget=max_time_budget
+        index_path, uploads=uploads, cors_origins=tuple(cors_origin), device=device, dtype=dtype, max_time_budget=max_time_budget,
+        allowed_hosts=(*allowed_host, *([host] if host not in ("0.0.0.0", "::") else [])),
     )
     out.print(f"moair: serving {index_path} at http://{host}:{port}/ (API docs at /docs; Ctrl-C stops)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", http=GuardedH11, timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS)
 
 
 eval_app = typer.Typer(help="Measure retrieval quality on a benchmark.", no_args_is_help=True)

@@ -6,6 +6,9 @@ one model's lock). A search that starts while no other is running uses the proce
 multi-threaded models instead: one client gets the latency of the Python API. Reading calls (item detail, stats) run in the request's own thread. A reload,
 after an upload job or a delete committed, waits for the calls in flight and holds new ones back
 for the moment it takes; changes themselves (an upload job, a delete) take turns on ``changes``.
+Generative work (a reranked search, an answer) runs on a generation thread of its own, so it
+never holds a search thread for its time budget; a few more wait their turn, and beyond that
+the request is refused as busy.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from typing import AsyncIterator, Callable, Iterator, TypeVar
 import faiss
 
 from indexer.packaged_models import INDEX_WORKERS, make_worker_thread, shared_models
+from api.guards import Busy
 from retriever import Engine
 
 T = TypeVar("T")
+GENERATION_QUEUE = 4  # generative requests running or waiting at once; more are refused as busy
 
 
 def _search_thread() -> None:
@@ -29,6 +34,31 @@ def _search_thread() -> None:
     # One query gains nothing from FAISS's OpenMP threads, which go on spinning after a search on
     # the cores the next query embedding needs (the setting is per calling thread).
     faiss.omp_set_num_threads(1)
+
+
+class _GeneratingOutsideReads:
+    """The engine's generator, its calls made outside the read that asked for them: rerank and
+    answers read the index first (hits, records) and only then generate, which takes seconds to
+    minutes and must not hold back a reload, and with it every search."""
+
+    def __init__(self, generator, served: "ServedEngine") -> None:
+        self._generator, self._served = generator, served
+
+    def __getattr__(self, name: str):
+        return getattr(self._generator, name)
+
+    def judge(self, *args, **kwargs):
+        with self._served._not_reading():
+            return self._generator.judge(*args, **kwargs)
+
+    def stream(self, *args, **kwargs) -> Iterator[str]:
+        pieces = self._generator.stream(*args, **kwargs)
+        while True:
+            with self._served._not_reading():
+                piece = next(pieces, None)
+            if piece is None:
+                return
+            yield piece
 
 
 class ServedEngine:
@@ -42,6 +72,9 @@ class ServedEngine:
         self._searching = 0
         self._reloading = False
         self._search_pool = ThreadPoolExecutor(search_threads, thread_name_prefix="moair-search", initializer=_search_thread)
+        self._generation_pool = ThreadPoolExecutor(1, thread_name_prefix="moair-generate", initializer=_search_thread)
+        self._generating = 0  # requests on or waiting for the generation thread
+        engine.generator_wrapper = lambda generator: _GeneratingOutsideReads(generator, self)
 
     def read(self, call: Callable[[Engine], T]) -> T:
         """``call(engine)`` in this thread, alongside other reads, never during a reload."""
@@ -57,12 +90,26 @@ class ServedEngine:
                 if not self._readers:
                     self._state.notify_all()
 
-    async def search(self, call: Callable[[Engine], T]) -> T:
-        """``call(engine)`` on a search thread (see the module docstring)."""
-        return await asyncio.get_running_loop().run_in_executor(self._search_pool, self._search, call)
+    async def search(self, call: Callable[[Engine], T], generative: bool = False) -> T:
+        """``call(engine)`` on a search thread, or with ``generative`` on the generation thread
+        (see the module docstring); ``Busy`` when too many generative requests wait already."""
+        if not generative:
+            return await asyncio.get_running_loop().run_in_executor(self._search_pool, self._search, call)
+        self._take_generation_turn()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._generation_pool, self._search, call)
+        finally:
+            self._end_generation_turn()
 
-    async def stream(self, events: Callable[[Engine], Iterator[T]]) -> AsyncIterator[T]:
-        """The items of ``events(engine)`` as a search thread produces them (a streamed answer)."""
+    def stream(self, events: Callable[[Engine], Iterator[T]]) -> AsyncIterator[T]:
+        """The items of ``events(engine)`` as the generation thread produces them (a streamed
+        answer); ``Busy`` at once (not only when iterated) when too many generative requests wait."""
+        with self._state:
+            if self._generating >= GENERATION_QUEUE:
+                raise self._busy()
+        return self._streamed(events)
+
+    async def _streamed(self, events: Callable[[Engine], Iterator[T]]) -> AsyncIterator[T]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         finished = object()
@@ -79,12 +126,29 @@ class ServedEngine:
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, finished)
 
-        producer = loop.run_in_executor(self._search_pool, run)
-        while (item := await queue.get()) is not finished:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-        await producer
+        self._take_generation_turn()  # here, not before: a stream never iterated must not keep a turn
+        try:
+            producer = loop.run_in_executor(self._generation_pool, run)
+            while (item := await queue.get()) is not finished:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+            await producer
+        finally:
+            self._end_generation_turn()
+
+    def _take_generation_turn(self) -> None:
+        with self._state:
+            if self._generating >= GENERATION_QUEUE:
+                raise self._busy()
+            self._generating += 1
+
+    def _busy(self) -> Busy:
+        return Busy(f"{self._generating} generative requests (rerank, answers) are running or waiting; try again later")
+
+    def _end_generation_turn(self) -> None:
+        with self._state:
+            self._generating -= 1
 
     def _search(self, call: Callable[[Engine], T]) -> T:
         with self._state:
@@ -96,6 +160,22 @@ class ServedEngine:
         finally:
             with self._state:
                 self._searching -= 1
+
+    @contextlib.contextmanager
+    def _not_reading(self) -> Iterator[None]:
+        """Inside a read: this thread stops counting as a reader (a reload may run) until the block
+        ends, then waits out any reload before it reads again."""
+        with self._state:
+            self._readers -= 1
+            if not self._readers:
+                self._state.notify_all()
+        try:
+            yield
+        finally:
+            with self._state:
+                while self._reloading:
+                    self._state.wait()
+                self._readers += 1
 
     def reload(self) -> None:
         """Switch to what was committed since: waits for the reads in flight, holds new ones back."""
@@ -114,4 +194,5 @@ class ServedEngine:
 
     def close(self) -> None:
         self._search_pool.shutdown(wait=True)
+        self._generation_pool.shutdown(wait=True)
         self.engine.close()

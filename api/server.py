@@ -1,44 +1,47 @@
 """The HTTP API: ``moair serve --index PATH`` (FastAPI on uvicorn); OpenAPI at ``/docs``.
 
-Every route but ``/health`` asks for the API key when ``MOAIR_API_KEY`` (or ``api_key``) is set,
-as an ``X-API-Key`` header or ``Authorization: Bearer KEY``. Errors are JSON ``{"error": ...}``
-with a status code that says what went wrong (400 bad input, 401 key, 404 unknown item, 413
-upload too large, 409 busy, 422 invalid request). File paths never come from a request: a
-thumbnail is read from the path the index stored for that item, and an upload is saved under a name
-made from its content digest in the uploads folder.
+Every route but ``/health`` (and the web page and the docs) asks for the API key when
+``MOAIR_API_KEY`` (or ``api_key``) is set, as an ``X-API-Key`` header or ``Authorization: Bearer
+KEY``, before any request body is read. Host names and cross-site requests are checked first (see
+``api.guards``). Errors are JSON ``{"error": ...}`` with a status code that says what went wrong
+(400 bad input, 401 key, 403 another site's page, 404 unknown item or route, 405 method, 413
+upload too large, 409 busy index, 421 unknown host name, 422 invalid request, 500 damaged index or
+a bug, 503 busy: retry after the Retry-After seconds). File paths never come from a request: a
+thumbnail is read from the path the index stored for that item (only while its bytes are those
+indexed), and an upload is saved under a name made from its content digest in the uploads folder.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
-import secrets
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
 from enum import IntEnum
 from typing import Literal, Optional
 
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexer.errors import ImageError, MoairError
+from indexer.errors import DamagedIndex, ImageError, MoairError
 from indexer.images import decode_image, load_image
 from indexer.model_check import ModelCheck
 from indexer.records import ItemRecord, Modality, SearchHit
-from indexer.store import IndexStats, Store
+from indexer.store import IndexStats, Store, VerifyReport
 from retriever import Engine
 from retriever.engine import DEFAULT_ASK_BUDGET, MAX_BUDGET, MAX_K, MAX_RERANK
 from retriever.generative.ask import SUPPORT_FLOOR, Answer
 
+from api.guards import DEFAULT_DECODE_BUDGET, Busy, DecodeBudget, RequestGuard, key_matches, send_error
 from api.jobs import Job, Rejected, UploadQueue
 from api.served import ServedEngine
 
@@ -114,7 +117,7 @@ class ErrorBody(BaseModel):
     error: str
 
 
-ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422)}
+ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 421, 422, 500, 503)}
 
 
 class BodyLimit:
@@ -161,9 +164,7 @@ class BodyLimit:
                 await self._refuse(send)
 
     async def _refuse(self, send) -> None:
-        body = json.dumps({"error": f"the request is larger than {self.limit // 2**20} MiB"}).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, 413, f"the request is larger than {self.limit // 2**20} MiB")
 
 
 def create_app(
@@ -176,12 +177,16 @@ def create_app(
     device: str = "auto",
     dtype: str = "auto",
     max_time_budget: float = DEFAULT_MAX_TIME_BUDGET,
+    allowed_hosts: tuple[str, ...] = (),
+    decode_budget: int = DEFAULT_DECODE_BUDGET,
 ) -> FastAPI:
     """The app serving one index. ``api_key`` defaults to ``MOAIR_API_KEY``; "" means none.
     Uploaded images are saved in ``uploads`` (default: the index's ``uploads`` folder) and
     indexed in the background. ``cors_origins`` lists the web origins allowed to call the API
     from a browser (none by default). ``device`` and ``dtype`` place a checkpoint backbone.
-    ``max_time_budget`` caps the seconds of generative work (rerank, answers) one request gets."""
+    ``max_time_budget`` caps the seconds of generative work (rerank, answers) one request gets.
+    ``allowed_hosts`` are the host names it answers to besides IP addresses and localhost;
+    ``decode_budget`` the bytes image decodes may hold at once (see ``api.guards``)."""
     api_key = (api_key if api_key is not None else os.environ.get("MOAIR_API_KEY")) or None  # "": no key
     if api_key is not None and not re.fullmatch(r"[\x21-\x7e]+", api_key):
         # HTTP headers carry ASCII: any other key could never be sent, and every request would get 401
@@ -201,7 +206,9 @@ def create_app(
         title="moair", description="Search a photo collection by text, image, or both.", version="0.1.0", lifespan=lifespan
     )
     app.state.engine = engine
+    decodes = DecodeBudget(decode_budget)
     app.add_middleware(BodyLimit, limit=max_request_bytes)
+    app.add_middleware(RequestGuard, api_key=api_key, allowed_hosts=allowed_hosts, cors_origins=cors_origins)
     if cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST", "DELETE"],
@@ -211,11 +218,21 @@ def create_app(
     @app.exception_handler(MoairError)
     async def moair_error(request: Request, error: MoairError) -> JSONResponse:
         status = 404 if "is not in the index" in str(error) else 409 if "another moair process" in str(error) else 400
+        if isinstance(error, DamagedIndex):
+            status = 500
         return JSONResponse({"error": str(error)}, status_code=status)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's, and Starlette's own (unknown route, 405, bad multipart)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(Busy)
+    async def busy(request: Request, error: Busy) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=503, headers={"Retry-After": "2"})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"error": f"internal error ({type(error).__name__}); the server log has the details"}, status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -224,13 +241,9 @@ def create_app(
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, status_code=422)
 
     def key_required(request: Request) -> None:
-        if api_key is None:
-            return
-        given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not given or not secrets.compare_digest(given.encode(), api_key.encode()):
+        """For the one route open without a key whose detail needs it (the others are guarded by ``RequestGuard``)."""
+        if api_key is not None and not key_matches(dict(request.headers), api_key):
             raise HTTPException(401, "missing or wrong API key (send X-API-Key)", headers={"WWW-Authenticate": "Bearer"})
-
-    guarded = [Depends(key_required)]
 
     async def read_upload(upload: UploadFile) -> bytes:
         data = await upload.read(max_upload_bytes + 1)
@@ -265,11 +278,16 @@ def create_app(
         checks = served.read(Engine.check_models)
         return Health(status="failing" if any(c.ok is False for c in checks) else "ok", items=served.read(len), models=checks)
 
-    @app.get("/stats", response_model=IndexStats, dependencies=guarded, responses=ERRORS)
+    @app.get("/stats", response_model=IndexStats, responses=ERRORS)
     def stats() -> IndexStats:
         return served.read(Engine.stats)
 
-    @app.post("/search", response_model=SearchResponse, dependencies=guarded, responses=ERRORS)
+    @app.get("/verify", response_model=VerifyReport, responses=ERRORS)
+    def verify() -> VerifyReport:
+        """Check the whole index, as ``moair verify`` does (it reads every page: slow on a big index)."""
+        return served.read(Engine.verify)
+
+    @app.post("/search", response_model=SearchResponse, responses=ERRORS)
     async def search(request: SearchRequest) -> SearchResponse:
         """Text search; with ``rerank``, the top hits ordered by a generative model's P("Yes")."""
 
@@ -280,11 +298,11 @@ def create_app(
             )
             return hits, engine.generator().version if any(h.rerank_score is not None for h in hits) else None
 
-        hits, reranked_by = await served.search(run)
+        hits, reranked_by = await served.search(run, generative=request.rerank > 0)
         return page(hits, request.offset, request.k).model_copy(update={"reranked_by": reranked_by})
 
     @app.post(
-        "/ask", response_model=Answer, dependencies=guarded,
+        "/ask", response_model=Answer,
         responses={**ERRORS, 200: {"description": "The answer: server-sent events (`sources`, `token`..., `answer`, or `error`), "
                                    "or one JSON Answer with stream false.", "content": {"text/event-stream": {}}}},
     )
@@ -292,18 +310,20 @@ def create_app(
         """Answer a question from the collection, citing the items it used."""
         options = {"k": request.k, "time_budget": budget(request.time_budget), "min_score": request.min_score}
         if not request.stream:
-            return await served.search(lambda engine: engine.ask(request.question, **options))
+            return await served.search(lambda engine: engine.ask(request.question, **options), generative=True)
+
+        answer = served.stream(lambda engine: engine.ask_stream(request.question, **options))
 
         async def events():
             try:
-                async for event in served.stream(lambda engine: engine.ask_stream(request.question, **options)):
+                async for event in answer:
                     yield f"event: {event.event}\ndata: {event.model_dump_json()}\n\n"
             except MoairError as error:
                 yield f"event: error\ndata: {ErrorBody(error=str(error)).model_dump_json()}\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-    @app.post("/search/image", response_model=SearchResponse, dependencies=guarded, responses=ERRORS)
+    @app.post("/search/image", response_model=SearchResponse, responses=ERRORS)
     async def search_image(
         image: UploadFile = File(..., description="The query image."),
         text: Optional[str] = Form(None, max_length=2000, description="Text to combine with the image."),
@@ -313,24 +333,29 @@ def create_app(
     ) -> SearchResponse:
         """Image search ("more like this picture"), or image + text."""
         data = await read_upload(image)
-        hits = await served.search(lambda engine: engine.search(text or None, image=data, k=depth(offset, k), modality=modality))
+        with decodes.held(data):
+            hits = await served.search(lambda engine: engine.search(text or None, image=data, k=depth(offset, k), modality=modality))
         return page(hits, offset, k)
 
-    @app.get("/items/{item_id}", response_model=ItemRecord, dependencies=guarded, responses=ERRORS)
+    @app.get("/items/{item_id}", response_model=ItemRecord, responses=ERRORS)
     def item(item_id: int) -> ItemRecord:
         """What the experts saw in one item, and both verbalizations (MoAI's and the retrieval one)."""
         return served.read(lambda engine: engine.inspect(item_id))
 
-    @app.get("/items/{item_id}/similar", response_model=SearchResponse, dependencies=guarded, responses=ERRORS)
+    @app.get("/items/{item_id}/similar", response_model=SearchResponse, responses=ERRORS)
     def similar(item_id: int, k: int = Query(10, ge=1, le=MAX_K - 1), offset: int = Query(0, ge=0, le=MAX_K - 1, description=PAGE_NOTE)) -> SearchResponse:
         """Items like this one (the item itself left out)."""
         hits = served.read(lambda engine: engine.similar(item_id, k=depth(offset, k)))
         return page(hits, offset, k)
 
     @lru_cache(maxsize=THUMBNAILS_CACHED)
-    def thumbnail_bytes(path: str, mtime_ns: int, size: int) -> bytes:
+    def thumbnail_bytes(path: str, mtime_ns: int, size: int, indexed_hash: str) -> bytes:
         # decoded as for indexing: the decompression-bomb guard, EXIF rotation, any mode to RGB
-        image = Image.fromarray(load_image(path).rgb)
+        with decodes.held(path):
+            loaded = load_image(path)
+        if loaded.content_hash != indexed_hash:  # another file now, or a link swapped for one
+            raise ImageError("the file changed since it was indexed (moair index updates it)")
+        image = Image.fromarray(loaded.rgb)
         image.thumbnail((size, size))
         out = io.BytesIO()
         image.save(out, format="JPEG", quality=85)
@@ -338,31 +363,33 @@ def create_app(
 
     @app.get(
         "/items/{item_id}/thumbnail",
-        dependencies=guarded,
-        responses={**ERRORS, 200: {"content": {"image/jpeg": {}}}},
+                responses={**ERRORS, 200: {"content": {"image/jpeg": {}}}},
         response_class=Response,
     )
     def thumbnail(
         request: Request, item_id: int, size: ThumbnailSize = Query(ThumbnailSize.medium, description="Longest side in pixels.")
     ) -> Response:
         """A JPEG of the item's image, its longest side ``size`` pixels (cached; revalidated by
-        ETag, so an item id that comes back after a delete never shows the old picture)."""
+        ETag, so an item id that comes back after a delete never shows the old picture). Only a
+        file whose bytes are still those indexed is shown."""
         record = served.read(lambda engine: engine.inspect(item_id))
-        files = [p for p in record.paths if Path(p).is_absolute() and Path(p).is_file()]
+        files = [p for p in record.paths if record.modality == "image" and Path(p).is_absolute() and Path(p).is_file()]
         if not files:
             raise HTTPException(404, f"item {item_id} has no image file to show")
-        try:
-            mtime_ns = Path(files[0]).stat().st_mtime_ns
-            tag = f'"{record.content_hash[:16]}-{mtime_ns}-{int(size)}"'
-            headers = {"Cache-Control": "private, no-cache", "ETag": tag}
-            if request.headers.get("if-none-match") == tag:
-                return Response(status_code=304, headers=headers)
-            data = thumbnail_bytes(files[0], mtime_ns, int(size))
-        except (ImageError, OSError) as e:
-            raise HTTPException(404, f"item {item_id}'s image cannot be read now: {e}") from None
-        return Response(data, media_type="image/jpeg", headers=headers)
+        problem = ""
+        for path in files:
+            try:
+                mtime_ns = Path(path).stat().st_mtime_ns
+                tag = f'"{record.content_hash[:16]}-{mtime_ns}-{int(size)}"'
+                headers = {"Cache-Control": "private, no-cache", "ETag": tag}
+                if request.headers.get("if-none-match") == tag:
+                    return Response(status_code=304, headers=headers)
+                return Response(thumbnail_bytes(path, mtime_ns, int(size), record.content_hash), media_type="image/jpeg", headers=headers)
+            except (ImageError, OSError) as e:
+                problem = str(e)
+        raise HTTPException(404, f"item {item_id}'s image cannot be shown now: {problem}")
 
-    @app.post("/items", response_model=Job, status_code=202, dependencies=guarded, responses=ERRORS)
+    @app.post("/items", response_model=Job, status_code=202, responses=ERRORS)
     async def upload(images: list[UploadFile] = File(..., description=f"One or more images (at most {MAX_UPLOAD_FILES}).")) -> Job:
         """Add images: each is checked (a readable image, within the size and pixel limits), saved
         in the uploads folder and indexed in the background. Poll ``GET /jobs/{id}`` for progress;
@@ -375,7 +402,8 @@ def create_app(
             name = image.filename or "upload"
             data = await read_upload(image)
             try:
-                loaded = await run_in_threadpool(decode_image, data)  # the same checks as indexing, bomb guard included
+                with decodes.held(data):
+                    loaded = await run_in_threadpool(decode_image, data)  # the same checks as indexing, bomb guard included
             except ImageError as e:
                 rejected.append(Rejected(name=name, reason=str(e)))
                 continue
@@ -385,12 +413,12 @@ def create_app(
             raise HTTPException(400, f"no image in the upload could be read ({reasons})")
         return queue.submit(saved, rejected)
 
-    @app.get("/jobs", response_model=list[Job], dependencies=guarded, responses=ERRORS)
+    @app.get("/jobs", response_model=list[Job], responses=ERRORS)
     def jobs() -> list[Job]:
         """Recent upload jobs, newest first."""
         return queue.all()
 
-    @app.get("/jobs/{job_id}", response_model=Job, dependencies=guarded, responses=ERRORS)
+    @app.get("/jobs/{job_id}", response_model=Job, responses=ERRORS)
     def job(job_id: str) -> Job:
         """One upload job: its state and progress, and the ids of the items it added."""
         found = queue.get(job_id)
@@ -398,7 +426,7 @@ def create_app(
             raise HTTPException(404, f"no upload job {job_id} (jobs are kept while the server runs)")
         return found
 
-    @app.delete("/items/{item_id}", response_model=Deleted, dependencies=guarded, responses=ERRORS)
+    @app.delete("/items/{item_id}", response_model=Deleted, responses=ERRORS)
     def delete(item_id: int) -> Deleted:
         """Take an item out of the index. Its files stay on disk, except uploads, which are deleted."""
         paths = served.read(lambda engine: engine.inspect(item_id).paths)

@@ -46,7 +46,6 @@ import platform
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -62,6 +61,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from moair_process import moair_server  # noqa: E402
 from queries import QUERIES  # noqa: E402
 
 from indexer.packaged_models import CPU_THREADS  # noqa: E402
@@ -175,12 +175,6 @@ def _summary(latencies_ms: list[float], seconds: float, errors: int = 0) -> dict
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def sigterm_as_exit() -> Iterator[None]:
     """Let ``kill PID`` run the ``finally`` blocks (the server is stopped) as Ctrl-C does."""
@@ -193,43 +187,6 @@ def sigterm_as_exit() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
-def moair_server(index: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``moair serve`` in its own process (and session, so Ctrl-C reaches only this one, which stops it)."""
-    moair = Path(sys.executable).parent / "moair"
-    command = [str(moair)] if moair.exists() else [shutil.which("moair") or "moair"]
-    port = _free_port()
-    env = {**os.environ, "MOAIR_API_KEY": ""}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [*command, "serve", "--index", str(index), "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"moair serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"moair serve did not answer /health in 180 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url, process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 # --- in-process -----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ The knob that trades recall for speed (``nprobe`` for IVF, ``efSearch`` for HNSW
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -52,12 +53,27 @@ class Knob:
     values: tuple[int, ...]
 
 
+# Sizes in an index_factory string past which building it alone would take gigabytes (faiss
+# allocates one inverted list per IVF list, links per HNSW node) or never work.
+SIZE_LIMITS = (
+    (r"IVF(\d+)", 1 << 20, "IVF lists"),
+    (r"HNSW(\d+)", 256, "HNSW links per node"),
+    (r"(?:PQ|PCAR?|OPQ|RR)(\d+)", 1 << 14, "dimensions or sub-quantizers"),
+)
+
+
 def parse_index_type(spec: str) -> str:
-    """A user's ``--index-type``: ``auto``, or a faiss index_factory string (checked by building it)."""
+    """A user's ``--index-type``: ``auto``, or a faiss index_factory string (its sizes checked,
+    then checked by building it)."""
     spec = spec.strip()
     if spec.lower() == AUTO:
         return AUTO
     spec = re.sub(r"^IDMap2?,", "", spec)  # ids are added by moair
+    for pattern, limit, what in SIZE_LIMITS:
+        for match in re.finditer(pattern, spec):
+            if int(match.group(1)) > limit:
+                hint = f" (IVF{ivf_lists(10**8)} suits 10^8 items)" if what == "IVF lists" else ""
+                raise MoairError(f"{spec!r} asks for {int(match.group(1)):,} {what}; at most {limit:,}{hint}")
     try:
         faiss.index_factory(768, spec, faiss.METRIC_INNER_PRODUCT)  # 768 is divisible by most PQ sizes
     except RuntimeError as e:
@@ -129,6 +145,23 @@ def choose_index_type(n: int, dim: int, memory_budget: int | None = None, shards
         if n * code_bytes(codes, ivf_dim) + shards * quantizer_bytes(ivf_dim) <= budget:
             break
     return f"{before}{quantizer},{codes}"
+
+
+def estimated_bytes(spec: str, n: int, dim: int) -> int:
+    """About how much memory an index of type ``spec`` takes for ``n`` vectors: the codes, the IVF
+    coarse quantizer, the HNSW links."""
+    total = n * bytes_per_vector(spec, dim)
+    lists = re.search(r"IVF(\d+)", spec)
+    if lists:
+        total += int(lists.group(1)) * dim * 4
+    links = re.match(r"HNSW(\d+)", spec)
+    if links:
+        total += n * int(links.group(1)) * 2 * 4
+    return int(total)
+
+
+def physical_memory() -> int:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def bytes_per_vector(spec: str, dim: int) -> float:

@@ -2,10 +2,24 @@
 
 import errno
 import sqlite3
+from pathlib import Path
 
 
 class MoairError(Exception):
     """A problem the user can act on: bad path, foreign index, unknown plug-in name, bad query."""
+
+
+class DamagedIndex(MoairError):
+    """An index's files are not what moair wrote: the database, its configuration, the vector files."""
+
+
+def damaged_database(database: Path, error: BaseException) -> DamagedIndex:
+    """The one message for a database SQLite finds damaged (random bytes in it, a truncated file)."""
+    index = database.parent
+    return DamagedIndex(
+        f"{database} is damaged (SQLite: {' '.join(str(error).split())}): `moair verify --index {index}` "
+        "says what is wrong; restore it from a backup, or build the index again with moair index"
+    )
 
 
 class ImageError(MoairError):

@@ -262,22 +262,42 @@ class _Processed:
 ProgressCallback = Callable[[int, int], None]
 
 
-def find_images(paths: Iterable[str | Path], skip: Path | None = None) -> tuple[list[Path], list[Path]]:
-    """(image files, folder roots). Folders are walked recursively (hidden entries skipped);
-    a file named directly is taken whatever its suffix."""
-    files, roots = [], []
+@dataclass
+class FoundImages:
+    """What ``find_images`` found: image files, the folders walked, and folders it could not list."""
+
+    files: list[Path]
+    roots: list[Path]
+    unlisted: list[tuple[Path, str]]  # (folder, reason): permission denied, a path longer than PATH_MAX, ...
+
+    def listed(self, path: str) -> bool:
+        """Whether the walk saw ``path``'s folder (a path below an unlisted folder may still exist)."""
+        return not any(path.startswith(f"{folder}/") for folder, _ in self.unlisted)
+
+
+def find_images(paths: Iterable[str | Path], skip: Path | None = None) -> FoundImages:
+    """Image files below ``paths``. Folders are walked recursively (hidden entries skipped); a
+    file named directly is taken whatever its suffix."""
+    found = FoundImages([], [], [])
+
+    def unlisted(error: OSError) -> None:
+        found.unlisted.append((Path(error.filename), f"cannot list folder: {error.strerror or error}"))
+
     for raw in paths:
         path = Path(raw).expanduser().absolute()
         if not path.exists():
             raise MoairError(f"no such file or folder: {raw}")
         if path.is_dir():
-            roots.append(path)
-            for dirpath, dirnames, filenames in os.walk(path):
+            found.roots.append(path)
+            for dirpath, dirnames, filenames in os.walk(path, onerror=unlisted):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and Path(dirpath, d) != skip)
-                files.extend(Path(dirpath, f) for f in sorted(filenames) if not f.startswith(".") and is_image_path(Path(f)))
+                found.files.extend(
+                    Path(dirpath, f) for f in sorted(filenames) if not f.startswith(".") and is_image_path(Path(f))
+                )
         else:
-            files.append(path)
-    return list(dict.fromkeys(files)), roots
+            found.files.append(path)
+    found.files = list(dict.fromkeys(found.files))
+    return found
 
 
 @functools.cache
@@ -332,22 +352,25 @@ def index_paths(
     (``prune``). Safe to interrupt: every finished batch is committed."""
     started = time.perf_counter()
     report = IndexReport()
-    files, roots = find_images(paths, skip=store.path)
-    found = {str(f) for f in files}
+    found = find_images(paths, skip=store.path)
+    report.failed += [(str(folder), reason) for folder, reason in found.unlisted]
+    on_disk = {str(f) for f in found.files}
     # Deletions are applied last, so a file that only moved is linked to its content before the
-    # old path's removal would orphan (and delete) that content.
-    removed = [p for root in roots if prune for p in store.files_under(root) if p not in found]
+    # old path's removal would orphan (and delete) that content. Records of bad files that are
+    # gone go too; nothing below a folder that could not be listed is taken for deleted.
+    gone = [p for root in found.roots if prune for p in store.files_under(root) if p not in on_disk and found.listed(p)]
+    bad_gone = [p for root in found.roots if prune for p in store.skipped_under(root) if p not in on_disk and found.listed(p)]
 
     # Content analysed by older expert or encoder versions is analysed again, through one of its files.
     stale = store.stale_items(analyzer.versions())
     stale_paths = set(stale.values())
 
     todo: list[_Work] = []
-    for f in files:
+    for f in found.files:
         try:
             stat = f.stat()
-        except OSError as e:
-            report.skipped.append((str(f), f"cannot read file: {e.strerror or e}"))
+        except OSError as e:  # a dangling link, a link loop, a name too long: it may work next time
+            report.failed.append((str(f), f"cannot read file: {e.strerror or e}"))
             continue
         indexed = store.file_state(str(f))
         if indexed and (indexed.size, indexed.mtime_ns) == (stat.st_size, stat.st_mtime_ns) and str(f) not in stale_paths:
@@ -360,7 +383,7 @@ def index_paths(
         report.retried += bool(bad and bad.retried)
         todo.append(_Work(str(f), stat.st_size, stat.st_mtime_ns, image=str(f)))
     with _disk_full_said(store, report):
-        _index_work(store, analyzer, todo, stale, report, progress, removed)
+        _index_work(store, analyzer, todo, stale, report, progress, gone, bad_gone)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -416,8 +439,10 @@ def _index_work(
     report: IndexReport,
     progress: ProgressCallback | None,
     removed: Sequence[str] = (),
+    bad_removed: Sequence[str] = (),
 ) -> None:
-    """Run ``todo`` through the workers and commit the results in order, in batches."""
+    """Run ``todo`` through the workers and commit the results in order, in batches; then forget
+    the ``removed`` files and the records of ``bad_removed`` files."""
     # Read by the workers (a stale read only costs a wasted analysis); written by this thread.
     known_hashes = store.content_hashes() - stale.keys()
     known = known_hashes.__contains__
@@ -481,8 +506,8 @@ def _index_work(
             if progress:
                 progress(done, len(todo))
         flush()
-        if removed:
-            store.commit(removed_paths=removed)
+        if removed or bad_removed:
+            store.commit(removed_paths=[*removed, *bad_removed])
             report.removed = len(removed)
         report.maintenance = store.maintain()
     except KeyboardInterrupt:

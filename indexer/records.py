@@ -6,12 +6,31 @@ Boxes are ``[x0, y0, x1, y1]`` normalised to 0..1 by image width and height, as 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, PlainSerializer, field_validator, model_validator
 
 Box = tuple[float, float, float, float]
 Modality = Literal["image", "text", "image,text"]  # M-BEIR's names for what an item holds
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def shown_path(path: str) -> str:
+    """``path`` as text that any output can carry: the bytes of a file name that are not UTF-8
+    (held by Python as the lone surrogates U+DC80..U+DCFF) shown as \\xNN, as Python's
+    backslashreplace shows them; any other lone surrogate as U+FFFD."""
+
+    def shown(match: re.Match) -> str:
+        code = ord(match.group())
+        return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else "\ufffd"
+
+    return _LONE_SURROGATE.sub(shown, path)
+
+
+# A file path: the exact name in Python, shown escaped in JSON (which cannot hold raw bytes).
+FilePath = Annotated[str, PlainSerializer(shown_path, when_used="json")]
 
 
 class Detection(BaseModel):
@@ -82,6 +101,15 @@ class Entry(BaseModel):
     text: str | None = None
     image: Path | None = None
 
+    @field_validator("key")
+    @classmethod
+    def _storable_key(cls, key: str) -> str:
+        try:
+            key.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raise ValueError(f"entry key {shown_path(key)!r} holds a lone UTF-16 surrogate") from None
+        return key
+
     @model_validator(mode="after")
     def _holds_something(self) -> "Entry":
         if not self.text and self.image is None:
@@ -97,7 +125,7 @@ class ItemRecord(BaseModel):
     """One indexed item (an image, a text, or both) as the store keeps it."""
 
     item_id: int
-    paths: list[str]  # file paths, or the keys of entries
+    paths: list[FilePath]  # file paths, or the keys of entries
     content_hash: str
     modality: Modality = "image"
     perception: Perception
@@ -110,11 +138,11 @@ class SearchHit(BaseModel):
 
     rank: int
     item_id: int
-    path: str
+    path: FilePath
     score: float
     contributions: dict[str, float]
     evidence: list[str]
-    other_paths: list[str] = Field(default_factory=list)
+    other_paths: list[FilePath] = Field(default_factory=list)
     # with rerank: the generator's probability that the item matches the query ("Yes" over "No");
     # None for a hit that was not re-scored
     rerank_score: float | None = None

@@ -16,6 +16,7 @@ Vector ids are never reused. A deleted or re-analysed item's old vector stays in
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ _FILE_NAME = re.compile(r"^(shard|trained)-\d+\.faiss(\.tmp)?$")
 class ShardFile(BaseModel):
     file: str
     count: int  # vectors in it, tombstones included
+    sha256: str | None = None  # of the file's bytes as written; None in manifests made before checksums
 
 
 class VectorManifest(BaseModel):
@@ -49,6 +51,7 @@ class VectorManifest(BaseModel):
     recall_target: float = ann.DEFAULT_RECALL_TARGET
     index_type: str = ann.EXACT  # the index_factory string the files were built with
     trained_file: str | None = None
+    trained_sha256: str | None = None
     shards: list[ShardFile] = []
     shard_size: int | None = None  # vectors per shard file; None: about SHARD_BYTES each
     knob: str | None = None  # nprobe or efSearch, tuned to recall_target
@@ -63,6 +66,7 @@ class _Shard:
     index: faiss.Index
     file: str | None  # None until saved
     mapped: bool = False  # memory-mapped from its file: read-only
+    sha256: str | None = None  # of its file
 
     @property
     def count(self) -> int:
@@ -87,17 +91,23 @@ class Shards:
         """The shards the manifest names. A file that is missing, unreadable or not what the
         manifest says is left out and noted in ``problems`` (its live vectors are re-added from
         SQLite by the caller). Large files are memory-mapped, except a writer's last shard, which
-        grows."""
+        grows. A file's checksum is checked when it is read whole, and by a writer always (a
+        reader would read a memory-mapped file whole just to check it: ``moair verify`` does)."""
         shards = cls(folder, dim, manifest, None)
+        if folder.exists() and not folder.is_dir():
+            raise MoairError(
+                f"{folder} should be the folder of the vector files but is a file: move it away and open the index "
+                "again (the vectors are rebuilt from the database)"
+            )
         if manifest.trained_file and writable:  # checked now, so a lost one is retrained at once
-            shards.template = shards._read(manifest.trained_file, expect_count=0, mmap=False)
+            shards.template = shards._read(manifest.trained_file, 0, manifest.trained_sha256, mmap=False, check=True)
         for position, entry in enumerate(manifest.shards):
             path = folder / entry.file
             last = position == len(manifest.shards) - 1
             mmap = path.exists() and path.stat().st_size >= MMAP_MIN_BYTES and not (writable and last)
-            index = shards._read(entry.file, expect_count=entry.count, mmap=mmap)
+            index = shards._read(entry.file, entry.count, entry.sha256, mmap=mmap, check=writable or not mmap)
             if index is not None:
-                shards.shards.append(_Shard(index, entry.file, mapped=mmap))
+                shards.shards.append(_Shard(index, entry.file, mapped=mmap, sha256=entry.sha256))
         return shards
 
     @cached_property
@@ -105,7 +115,7 @@ class Shards:
         """An empty index of the manifest's type: what every file should be."""
         return ann.build_index(self.manifest.index_type, self.dim)
 
-    def _read(self, name: str, expect_count: int, mmap: bool) -> faiss.Index | None:
+    def _read(self, name: str, expect_count: int, sha256: str | None, mmap: bool, check: bool) -> faiss.Index | None:
         path = self.folder / name
         wanted = self._expected
         # inverted lists and flat codes are mapped by two different flags, which do not combine
@@ -124,7 +134,19 @@ class Shards:
         ):
             self.problems.append(f"{name}: not the {self.manifest.index_type} index with {expect_count} vectors the manifest names")
             return None
+        if check and sha256 is not None and file_sha256(path) != sha256:
+            self.problems.append(f"{name}: its bytes changed since it was written (checksum mismatch)")
+            return None
         return index
+
+    def unchecked_file_problems(self) -> list[str]:
+        """The files ``load`` did not check against their checksums (memory-mapped for a reader),
+        checked now."""
+        return [
+            f"{shard.file}: its bytes changed since it was written (checksum mismatch)"
+            for shard in self.shards
+            if shard.mapped and shard.sha256 and file_sha256(self.folder / shard.file) != shard.sha256
+        ]
 
     # -- reading -------------------------------------------------------------------------------
     @property
@@ -184,7 +206,7 @@ class Shards:
     # -- writing -------------------------------------------------------------------------------
     def new_shard_index(self) -> faiss.Index:
         if self.template is None and self.manifest.trained_file:  # a reader reads it when first needed
-            self.template = self._read(self.manifest.trained_file, expect_count=0, mmap=False)
+            self.template = self._read(self.manifest.trained_file, 0, self.manifest.trained_sha256, mmap=False, check=True)
             if self.template is None:
                 raise MoairError(f"the trained index in {self.folder} is damaged; run moair optimize to train it again")
         if self.template is not None:
@@ -231,13 +253,13 @@ class Shards:
         manifest = self.manifest.model_copy(deep=True)
         if self.template is not None and manifest.trained_file is None:
             manifest.trained_file, manifest.next_file = f"trained-{manifest.next_file}.faiss", manifest.next_file + 1
-            _write_index(self.template, self.folder / manifest.trained_file)
+            manifest.trained_sha256 = _write_index(self.template, self.folder / manifest.trained_file)
         entries = []
         for shard in self.shards:
             if shard.file is None:
                 shard.file, manifest.next_file = f"shard-{manifest.next_file}.faiss", manifest.next_file + 1
-                _write_index(shard.index, self.folder / shard.file)
-            entries.append(ShardFile(file=shard.file, count=shard.count))
+                shard.sha256 = _write_index(shard.index, self.folder / shard.file)
+            entries.append(ShardFile(file=shard.file, count=shard.count, sha256=shard.sha256))
         manifest.shards = entries
         self.manifest = manifest
         return manifest
@@ -267,10 +289,18 @@ def _ids_of(index: faiss.Index) -> np.ndarray:
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
-def _write_index(index: faiss.Index, target: Path) -> None:
+def _write_index(index: faiss.Index, target: Path) -> str:
+    """Write ``index`` durably to ``target``; returns the file's checksum."""
     tmp = target.with_name(target.name + ".tmp")
     faiss.write_index(index, str(tmp))
+    digest = file_sha256(tmp)
     durable_replace(tmp, target)
+    return digest
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def durable_replace(source: Path, target: Path) -> None:

@@ -36,13 +36,13 @@ from typing import IO, Callable, Iterable, Iterator, Literal, Sequence
 
 import faiss
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from indexer import ann
-from indexer.errors import MoairError, disk_full
+from indexer.errors import DamagedIndex, MoairError, damaged_database, disk_full
 from indexer.head import ProjectionHead
 from indexer.mixture import EMBEDDING_SPACES, Layout
-from indexer.records import ItemRecord, Perception, Verbalization
+from indexer.records import FilePath, ItemRecord, Perception, Verbalization
 from indexer.shards import FOLDER as VECTORS_FOLDER
 from indexer.shards import SHARD_BYTES, Shards, VectorManifest, durable_replace
 
@@ -124,10 +124,23 @@ class IndexConfig(BaseModel):
     heads: dict[str, HeadRecord] = {}  # embedding space ("language", "visual") -> its projection head
 
 
+class VerifyReport(BaseModel):
+    """What ``moair verify`` found."""
+
+    path: FilePath
+    problems: list[str]  # wrong now: the index needs restoring from a backup, or building again
+    repaired: list[str]  # vector files found damaged or missing at open, rebuilt from the database
+    saved: bool  # whether the repair was written (a writer's open), or made in memory only
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
 class IndexStats(BaseModel):
     """What an index holds and how it searches."""
 
-    path: str
+    path: FilePath
     items: int
     paths: int  # files and entry keys pointing at items
     items_by_modality: dict[str, int]
@@ -208,10 +221,21 @@ class IndexSettings:
     recall_target: float | None = None
     shard_size: int | None = None  # vectors per shard file
 
-    def apply(self, manifest: VectorManifest) -> bool:
-        """Write these settings into ``manifest``; True if anything changed."""
+    def apply(self, manifest: VectorManifest, items: int, dim: int) -> bool:
+        """Write these settings into ``manifest`` (of an index of ``items`` vectors of ``dim``);
+        True if anything changed. An index type that would not fit the memory budget (or this
+        machine's memory) at today's size is refused before anything is built."""
         changed = False
         requested = ann.parse_index_type(self.index_type) if self.index_type is not None else manifest.requested
+        if requested != ann.AUTO:
+            budget = self.memory_budget or manifest.memory_budget or ann.physical_memory()
+            needed = ann.estimated_bytes(requested, items, dim)
+            if needed > budget:
+                raise MoairError(
+                    f"{requested} would take about {needed / 2**30:.1f} GiB for {items:,} items, more than "
+                    f"{'the memory budget' if self.memory_budget or manifest.memory_budget else 'this machine has'} "
+                    f"({budget / 2**30:.1f} GiB); choose a smaller one, or auto"
+                )
         if requested != manifest.requested:
             manifest.requested, changed = requested, True
         if self.memory_budget is not None and self.memory_budget != manifest.memory_budget:
@@ -262,7 +286,7 @@ class Store:
             self._shards = self._load_vectors()
         except sqlite3.DatabaseError as e:
             self.close_quietly()
-            raise MoairError(f"{path / DB_NAME} is damaged ({e}); restore it from a backup") from None
+            raise damaged_database(path / DB_NAME, e) from None
         except MoairError:
             self.close_quietly()
             raise
@@ -320,21 +344,32 @@ class Store:
         try:
             db = _connect(path / DB_NAME) if writable else _connect_read_only(path / DB_NAME)
             row = db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+            stored = db.execute("SELECT length(vector) FROM items LIMIT 1").fetchone()
         except sqlite3.DatabaseError as e:
             if disk_full(e):
                 raise MoairError(f"the disk holding {path} is full: free space and try again") from None
-            raise MoairError(f"{path / DB_NAME} is not a readable moair database ({e}); restore it from a backup") from None
+            raise damaged_database(path / DB_NAME, e) from None
         if row is None:
             raise MoairError(f"{path} is not a moair index (its database has no configuration)")
-        config = IndexConfig.model_validate_json(row[0])
+        try:
+            config = IndexConfig.model_validate_json(row[0])
+        except ValidationError as e:
+            db.close()
+            raise DamagedIndex(f"{path / DB_NAME}: its configuration row is damaged ({e.errors()[0]['msg']}); restore it from a backup") from None
         if config.schema_version != SCHEMA_VERSION:
             raise MoairError(f"{path} uses index format {config.schema_version}; this moair reads format {SCHEMA_VERSION}")
+        if stored and stored[0] != config.layout.dim * 4:
+            db.close()
+            raise DamagedIndex(
+                f"{path / DB_NAME}: its configuration row does not match the stored vectors ({config.layout.dim} numbers "
+                f"each by the configuration, {stored[0] // 4} stored); restore it from a backup"
+            )
         if writable:
             try:
                 _upgrade_schema(db)
             except sqlite3.DatabaseError as e:
                 db.close()
-                raise MoairError(f"{path / DB_NAME} is damaged ({e}); restore it from a backup") from None
+                raise damaged_database(path / DB_NAME, e) from None
         return cls(path, db, config, writable, lock)
 
     def close(self) -> None:
@@ -524,7 +559,7 @@ class Store:
         every live vector, tune its search knob to the recall target."""
         dim = self.config.layout.dim
         live = np.sort(self._live_vector_ids())
-        manifest = manifest.model_copy(update={"shards": [], "trained_file": None, "knob": None, "knob_value": None})
+        manifest = manifest.model_copy(update={"shards": [], "trained_file": None, "trained_sha256": None, "knob": None, "knob_value": None})
         manifest.index_type = self._wanted_type(manifest, len(live))
         empty = ann.build_index(manifest.index_type, dim)
         if len(live) < ann.minimum_training(empty):
@@ -607,7 +642,7 @@ class Store:
     def configure(self, settings: IndexSettings) -> None:
         """Change how the vector index is chosen and tuned; takes effect at ``maintain`` or
         ``optimize``."""
-        if settings.apply(self._shards.manifest):
+        if settings.apply(self._shards.manifest, len(self), self.config.layout.dim):
             self._dirty = True
 
     def maintain(self, progress: ProgressCallback | None = None) -> str | None:
@@ -659,10 +694,24 @@ class Store:
         return line
 
     def verify(self) -> list[str]:
-        """Disagreements between SQLite and the loaded vector index (empty when consistent):
-        SQLite's own quick check, and every live vector in FAISS exactly once, every other FAISS
-        vector a tombstone."""
-        problems = [row[0] for row in self._db.execute("PRAGMA quick_check") if row[0] != "ok"]
+        """What is wrong with the index now (empty when nothing): SQLite's integrity check, every
+        item's vector and descriptions well formed, the vector files' checksums, and every live
+        vector in FAISS exactly once, every other FAISS vector a tombstone."""
+        problems = []
+        try:
+            for (line,) in self._db.execute("PRAGMA integrity_check(20)"):
+                problems += [f"SQLite: {part}" for part in line.splitlines() if part != "ok"]
+        except sqlite3.DatabaseError as e:
+            problems.append(f"SQLite: {e}")
+        if problems:
+            return problems  # the checks below read the damaged tables
+        bad_rows = self._db.execute(
+            "SELECT COUNT(*) FROM items WHERE length(vector) != ? OR NOT json_valid(perception) OR NOT json_valid(verbalization)",
+            (self.config.layout.dim * 4,),
+        ).fetchone()[0]
+        if bad_rows:
+            problems.append(f"{bad_rows} item(s) with a vector of the wrong length or descriptions that are not JSON")
+        problems += self._shards.unchecked_file_problems()
         in_faiss = self._shards.ids()
         if len(np.unique(in_faiss)) != len(in_faiss):
             problems.append("a vector id is in FAISS twice")
@@ -671,6 +720,12 @@ class Store:
         if not np.array_equal(searchable, live):
             problems.append(f"FAISS searches {len(searchable)} vectors, SQLite has {len(live)} live ones")
         return problems
+
+    @property
+    def repaired_at_open(self) -> list[str]:
+        """What was wrong with the vector files when the index was opened (rebuilt from SQLite:
+        in memory for a reader, saved by a writer)."""
+        return list(self._shards.problems)
 
     def tombstones_count(self) -> int:
         """Dead vectors still in FAISS (skipped at search until compaction)."""
@@ -686,15 +741,17 @@ class Store:
 
     def files_under(self, root: Path) -> dict[str, FileState]:
         """Indexed files at or below ``root`` (an absolute path)."""
-        prefix = str(root).rstrip("/") + "/"
         rows = self._db.execute(
-            "SELECT path, size, mtime_ns FROM files WHERE path = ? OR substr(path, 1, ?) = ?",
-            (str(root), len(prefix), prefix),
+            f"SELECT path, size, mtime_ns FROM files WHERE {_AT_OR_BELOW}", _at_or_below(root)
         )
         return {path: FileState(size, mtime) for path, size, mtime in rows}
 
+    def skipped_under(self, root: Path) -> list[str]:
+        """Paths at or below ``root`` remembered as bad files."""
+        return [row[0] for row in self._db.execute(f"SELECT path FROM skipped WHERE {_AT_OR_BELOW}", _at_or_below(root))]
+
     def file_state(self, path: str) -> FileState | None:
-        row = self._db.execute("SELECT size, mtime_ns FROM files WHERE path = ?", (path,)).fetchone()
+        row = self._db.execute(f"SELECT size, mtime_ns FROM files WHERE path = {PATH}", (path_bytes(path),)).fetchone()
         return FileState(*row) if row else None
 
     def content_hashes(self) -> set[str]:
@@ -702,7 +759,8 @@ class Store:
 
     def skipped_state(self, path: str) -> SkippedFile | None:
         row = self._db.execute(
-            f"SELECT path, size, mtime_ns, reason, {self._skip_kind_column} FROM skipped WHERE path = ?", (path,)
+            f"SELECT path, size, mtime_ns, reason, {self._skip_kind_column} FROM skipped WHERE path = {PATH}",
+            (path_bytes(path),),
         ).fetchone()
         return SkippedFile(*row) if row else None
 
@@ -729,12 +787,13 @@ class Store:
         """Those of ``keys`` (file paths or entry keys) that are indexed or remembered as bad."""
         found = []
         for key in keys:
-            if self._db.execute("SELECT 1 FROM files WHERE path = ? UNION ALL SELECT 1 FROM skipped WHERE path = ?", (key, key)).fetchone():
+            found_in = f"SELECT 1 FROM files WHERE path = {PATH} UNION ALL SELECT 1 FROM skipped WHERE path = {PATH}"
+            if self._db.execute(found_in, (path_bytes(key),) * 2).fetchone():
                 found.append(key)
         return found
 
     def item_id_for_path(self, path: str) -> int | None:
-        row = self._db.execute("SELECT item_id FROM files WHERE path = ?", (path,)).fetchone()
+        row = self._db.execute(f"SELECT item_id FROM files WHERE path = {PATH}", (path_bytes(path),)).fetchone()
         return row[0] if row else None
 
     def vector_ids_with_modality(self, modality: str) -> np.ndarray:
@@ -920,16 +979,16 @@ class Store:
             for entry in files:
                 item_id = self.item_id_for_hash(entry.content_hash)
                 self._db.execute(
-                    "INSERT OR REPLACE INTO files (path, item_id, size, mtime_ns) VALUES (?, ?, ?, ?)",
-                    (entry.path, item_id, entry.size, entry.mtime_ns),
+                    f"INSERT OR REPLACE INTO files (path, item_id, size, mtime_ns) VALUES ({PATH}, ?, ?, ?)",
+                    (path_bytes(entry.path), item_id, entry.size, entry.mtime_ns),
                 )
-                self._db.execute("DELETE FROM skipped WHERE path = ?", (entry.path,))
+                self._db.execute(f"DELETE FROM skipped WHERE path = {PATH}", (path_bytes(entry.path),))
             for path in removed_paths:
-                self._db.execute("DELETE FROM files WHERE path = ?", (path,))
-                self._db.execute("DELETE FROM skipped WHERE path = ?", (path,))
+                self._db.execute(f"DELETE FROM files WHERE path = {PATH}", (path_bytes(path),))
+                self._db.execute(f"DELETE FROM skipped WHERE path = {PATH}", (path_bytes(path),))
             self._db.executemany(
-                "INSERT OR REPLACE INTO skipped (path, size, mtime_ns, reason, kind) VALUES (?, ?, ?, ?, ?)",
-                [(s.path, s.size, s.mtime_ns, s.reason, s.kind) for s in skipped],
+                f"INSERT OR REPLACE INTO skipped (path, size, mtime_ns, reason, kind) VALUES ({PATH}, ?, ?, ?, ?)",
+                [(path_bytes(s.path), s.size, s.mtime_ns, s.reason, s.kind) for s in skipped],
             )
             orphans = self._db.execute("SELECT id, vector_id FROM items WHERE id NOT IN (SELECT item_id FROM files)").fetchall()
             if orphans:
@@ -994,6 +1053,29 @@ def _creation_leftover(name: str) -> bool:
     return name == LOCK_NAME or name.startswith(DB_NAME + BUILDING_SUFFIX)
 
 
+# A file name is any bytes but NUL and "/", not always UTF-8 (archives, cameras, other systems):
+# Python holds the bytes that are not UTF-8 as lone surrogates ("surrogateescape"), and SQLite's
+# TEXT holds the bytes themselves. So a path is bound as its bytes, cast to TEXT, and read back
+# by a text factory that undoes the escape; equality and ordering stay byte-wise.
+PATH = "CAST(? AS TEXT)"
+_AT_OR_BELOW = f"path = {PATH} OR substr(CAST(path AS BLOB), 1, ?) = ?"
+
+
+def path_bytes(path: str) -> bytes:
+    """``path`` as the bytes the store keeps (bind it with ``PATH``)."""
+    return path.encode("utf-8", "surrogateescape")
+
+
+def _at_or_below(root: Path) -> tuple[bytes, int, bytes]:
+    prefix = path_bytes(str(root).rstrip("/") + "/")
+    return path_bytes(str(root)), len(prefix), prefix
+
+
+def _reading_paths(db: sqlite3.Connection) -> sqlite3.Connection:
+    db.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
+    return db
+
+
 def _versions_json(versions: dict[str, str]) -> str:
     return json.dumps(versions, sort_keys=True)
 
@@ -1002,7 +1084,7 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     """A connection that never writes. In a folder that cannot be written, SQLite cannot make the
     shared-memory file a WAL database needs, so it reads the database file as immutable: correct
     when no write-ahead log is left over (a writer that closed cleanly folds it in)."""
-    uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
+    uri = f"file:{urllib.parse.quote(os.fsencode(path.absolute()))}?mode=ro"
     if not os.access(path.parent, os.W_OK):
         wal = path.with_name(path.name + "-wal")
         if wal.exists() and wal.stat().st_size > 0:
@@ -1011,11 +1093,11 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
                 "(a writer was stopped); open it once where it can be written"
             )
         uri += "&immutable=1"
-    return sqlite3.connect(uri, uri=True, check_same_thread=False)
+    return _reading_paths(sqlite3.connect(uri, uri=True, check_same_thread=False))
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(str(path), check_same_thread=False)
+    db = _reading_paths(sqlite3.connect(path, check_same_thread=False))
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA foreign_keys=ON")

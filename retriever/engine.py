@@ -10,8 +10,10 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import os
+import sqlite3
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, get_args
@@ -19,15 +21,15 @@ from typing import Callable, Iterable, Iterator, Sequence, get_args
 import numpy as np
 
 from indexer.encoders import DEFAULT_BACKBONE, DEFAULT_TEXT_EMBEDDER
-from indexer.errors import ImageError, MoairError
+from indexer.errors import ImageError, MoairError, damaged_database
 from indexer.head import TrainingReport, Triple, read_triples, train_head
 from indexer.experts import DEFAULT_EXPERTS
 from indexer.images import load_image
 from indexer.mixture import gate
 from indexer.model_check import ModelCheck, check, not_checked
 from indexer.pipeline import CHECK_TEXT, Analyzer, IndexReport, ProgressCallback, index_entries, index_paths
-from indexer.records import Entry, ItemRecord, Modality, SearchHit
-from indexer.store import IndexConfig, IndexSettings, IndexStats, Store, is_index_dir
+from indexer.records import Entry, ItemRecord, Modality, SearchHit, shown_path
+from indexer.store import DB_NAME, IndexConfig, IndexSettings, IndexStats, Store, VerifyReport, is_index_dir
 from indexer.verbalize import verbalize
 from retriever.evidence import evidence
 from retriever.queries import mostly_text, parse_query
@@ -48,6 +50,36 @@ GENERATOR_LOADS_LATER = "loaded on first use (rerank, ask); `moair doctor --gene
 HeadProgress = Callable[[str, int, int], None]  # (stage, done, total) while a head is trained
 
 
+def _damage_said(method):
+    """``method`` with SQLite finding the database damaged (random bytes in a page, a truncated
+    file) said as a ``DamagedIndex`` naming the index; a full disk or a lock stays what it is."""
+
+    def said(engine: "Engine", error: sqlite3.DatabaseError) -> BaseException:
+        if isinstance(error, sqlite3.OperationalError):
+            return error
+        return damaged_database(engine.store.path / DB_NAME, error)
+
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def generator(self, *args, **kwargs):
+            try:
+                yield from method(self, *args, **kwargs)
+            except sqlite3.DatabaseError as e:
+                raise said(self, e) from None
+
+        return generator
+
+    @functools.wraps(method)
+    def plain(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            raise said(self, e) from None
+
+    return plain
+
+
 class Engine:
     """An open moair index with the models that built it."""
 
@@ -56,6 +88,9 @@ class Engine:
         self.analyzer = analyzer
         self._device, self._dtype = device, dtype
         self._generator = None
+        # what ``generator()`` hands out, given the model: the server wraps it so that generating
+        # does not count as reading the index (a reload need not wait for an answer being written)
+        self.generator_wrapper: Callable[[object], object] | None = None
         self._query_embedding = functools.lru_cache(maxsize=QUERY_EMBEDDINGS_CACHED)(self._embed_query)
 
     def _embed_query(self, text: str) -> np.ndarray:
@@ -108,6 +143,7 @@ class Engine:
         analyzer.require_working_models()  # a broken install leaves no empty index behind
         return cls(Store.create(path, analyzer.index_config()), analyzer, device, dtype)
 
+    @_damage_said
     def close(self) -> None:
         self.store.close()
 
@@ -127,12 +163,14 @@ class Engine:
             self.store = writable
         return self.store
 
+    @_damage_said
     def add(self, paths: Iterable[str | Path], progress: ProgressCallback | None = None, prune: bool = False) -> IndexReport:
         """Index image files and folders (recursively). Unchanged files are skipped, known content is
         not embedded again; with ``prune``, files deleted from the given folders leave the index."""
         paths = _path_list(paths, "add")
         return index_paths(self._writable(), self.analyzer, paths, progress=progress, prune=prune)
 
+    @_damage_said
     def remove(self, paths: Iterable[str | Path]) -> int:
         """Take files (by path) or entries (by key) out of the index; an item whose last path goes
         is deleted (its vector becomes a tombstone until compaction). Returns how many were removed."""
@@ -150,11 +188,13 @@ class Engine:
             store.save()
         return len(found)
 
+    @_damage_said
     def add_entries(self, entries: Iterable[Entry], progress: ProgressCallback | None = None) -> IndexReport:
         """Index items that are not photo files: each has a key (reported as its path in hits), a
         text, an image file, or both. A key already indexed is not analysed again."""
         return index_entries(self._writable(), self.analyzer, entries, progress=progress)
 
+    @_damage_said
     def search(
         self,
         text: str | None = None,
@@ -240,6 +280,7 @@ class Engine:
             hits = rerank_hits(hits, records, text, self.generator(), rerank, deadline)
         return hits[:k]
 
+    @_damage_said
     def similar(self, item_id: int, k: int = 10, modality: Modality | None = None) -> list[SearchHit]:
         """"More like this": items like a stored one, searched as an image query of it would be
         (its stored vectors, no image analysed again); the item itself is left out."""
@@ -278,6 +319,7 @@ class Engine:
             )
         return hits
 
+    @_damage_said
     def reload(self) -> None:
         """See what other processes committed since this engine opened (a reader's view is fixed
         at open)."""
@@ -285,10 +327,20 @@ class Engine:
         self.store.close()
         self.store = Store.open(self.store.path, writable=writable)
 
+    @_damage_said
+    def verify(self) -> VerifyReport:
+        """Check the whole index: SQLite's integrity, every item's vector and descriptions, the
+        vector files' checksums, FAISS against SQLite. Vector files found damaged when the index
+        opened are rebuilt from SQLite and listed as repaired."""
+        store = self.store
+        return VerifyReport(path=str(store.path), problems=store.verify(), repaired=store.repaired_at_open, saved=store.writable)
+
+    @_damage_said
     def stats(self) -> IndexStats:
         """What the index holds and how it searches."""
         return self.store.stats()
 
+    @_damage_said
     def configure(
         self,
         index_type: str | None = None,
@@ -302,6 +354,7 @@ class Engine:
         Applied by the next ``add``, ``remove`` or ``optimize``; None keeps the current value."""
         self._writable().configure(IndexSettings(index_type, memory_budget, recall_target, shard_size))
 
+    @_damage_said
     def optimize(self, progress: ProgressCallback | None = None) -> str:
         """Rebuild the vector index from the stored vectors: tombstones dropped, the index type
         chosen again, trained on a fresh sample, its search knob tuned to the recall target.
@@ -330,8 +383,9 @@ class Engine:
                 self._generator = GENERATORS.create("moai", backbone=backbone)
             else:
                 self._generator = GENERATORS.create("gemma", device=self._device, dtype=self._dtype)
-        return self._generator
+        return self._generator if self.generator_wrapper is None else self.generator_wrapper(self._generator)
 
+    @_damage_said
     def ask_stream(
         self, question: str, k: int = 5, time_budget: float = DEFAULT_ASK_BUDGET, min_score: float = SUPPORT_FLOOR,
         max_new_tokens: int = 128,
@@ -360,6 +414,7 @@ class Engine:
         ("language": caption and OCR blocks) and, with a cross-modal backbone, its shared space ("visual")."""
         return ["language"] + (["visual"] if getattr(self.analyzer.backbone, "cross_modal", False) else [])
 
+    @_damage_said
     def train_head(
         self,
         triples: str | Path | Sequence[Triple],
@@ -397,6 +452,7 @@ class Engine:
         store.set_heads(heads, probes, progress=report_to("projecting the index"))
         return reports
 
+    @_damage_said
     def remove_heads(self, spaces: Sequence[str] | None = None) -> None:
         """Search without projection heads again (all, or those of ``spaces``)."""
         spaces = self._head_spaces(spaces)
@@ -409,6 +465,7 @@ class Engine:
                 raise MoairError(f"no {space!r} head for this index; it has: {', '.join(known)}")
         return list(spaces or known)
 
+    @_damage_said
     def inspect(self, path_or_id: str | int) -> ItemRecord:
         """The stored perception and verbalizations of one item, by file path or item id."""
         item_id = None
@@ -434,6 +491,11 @@ def _path_list(paths, what: str) -> list[str | os.PathLike]:
     wrong = [p for p in listed if not isinstance(p, (str, os.PathLike))]
     if wrong:
         raise MoairError(f"{what}() takes paths as str or Path, not {type(wrong[0]).__name__} {wrong[0]!r}")
+    for path in listed:
+        try:
+            os.fsencode(path)
+        except UnicodeEncodeError:  # a lone surrogate that no file name's bytes decode to
+            raise MoairError(f"{what}(): {shown_path(str(path))!r} is not a file name (it holds a lone UTF-16 surrogate)") from None
     return listed
 
 

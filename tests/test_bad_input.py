@@ -93,8 +93,9 @@ def test_bad_file_is_skipped_with_a_one_line_reason(name, tmp_path, photo_dir, p
     with Engine.open(tmp_path / "idx.moair", create=True) as engine:
         report = engine.add([folder])
         assert (report.added, report.interrupted) == (2, False)
-        assert [path for path, _ in report.skipped] == [str(folder / name)]
-        reason = report.skipped[0][1]
+        said = report.failed if name == "dangling.jpg" else report.skipped  # a link may lead somewhere next run
+        assert [path for path, _ in report.skipped + report.failed] == [str(folder / name)]
+        reason = said[0][1]
         assert expected in reason, reason
         assert_one_line(reason)
         assert len(engine) == 2

@@ -9,6 +9,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import sqlite3
 import subprocess
 import sys
@@ -427,7 +428,8 @@ def test_cli_second_writer_gets_a_clear_error(tmp_path, photo_dir):
 
 # -- kill -9 at random moments -------------------------------------------------------------------
 
-# Adds and removes text entries as the plan says, announcing each removal before committing it.
+# Adds and removes text entries as the plan says, announcing each removal before committing it;
+# writes "ready" on stdout once the index is open and the models loaded, when the work begins.
 KILL_DRIVER = """
 import json, sys
 from indexer.records import Entry
@@ -437,6 +439,8 @@ index, plan_file, log_file = sys.argv[1:4]
 plan = json.loads(open(plan_file).read())
 with open(log_file, "a") as log, Engine.open(index, create=True) as engine:
     engine.configure(index_type=plan["index_type"], shard_size=plan["shard_size"])
+    engine.analyzer.require_working_models()
+    print("ready", flush=True)
     for step in plan["steps"]:
         if step["remove"]:
             log.write(" ".join(step["remove"]) + "\\n")
@@ -471,7 +475,10 @@ def test_kill_9_at_random_moments_loses_nothing_committed(tmp_path):
     )}
     index, log = tmp_path / "random.moair", tmp_path / "removed.log"
     kills, runs, kills_mid_work = 0, 0, 0
-    run_seconds: list[float] = []  # how long uncut runs took: kill points are drawn from within that
+    # How long uncut runs took from "ready" to their end: most kill points are drawn from within
+    # that (the work), the others from the start (opening the index and the models, whose length
+    # varies with the machine's load far more than the work's does).
+    work_seconds: list[float] = []
     committed: set[str] = set()
     while kills < KILLS or kills_mid_work < KILLS // 2:
         assert runs < 4 * KILLS, f"only {kills} kills landed in {runs} runs ({kills_mid_work} mid-work)"
@@ -488,17 +495,23 @@ def test_kill_9_at_random_moments_loses_nothing_committed(tmp_path):
         plan_file = tmp_path / f"plan-{runs}.json"
         plan_file.write_text(json.dumps(plan))
         log.write_text("")
-        started = time.monotonic()
         with open(tmp_path / "driver.err", "ab") as err:
-            proc = subprocess.Popen([sys.executable, "-c", KILL_DRIVER, str(index), str(plan_file), str(log)], stderr=err)
+            proc = subprocess.Popen([sys.executable, "-c", KILL_DRIVER, str(index), str(plan_file), str(log)],
+                                    stdout=subprocess.PIPE, stderr=err)
         try:
-            proc.wait(timeout=rng.uniform(0.2, min(run_seconds) if run_seconds else 6.0))
+            if rng.random() < 0.25:
+                proc.wait(timeout=rng.uniform(0.2, 6.0))
+            else:
+                assert proc.stdout.readline() == b"ready\n", (tmp_path / "driver.err").read_text()[-2000:]
+                ready = time.monotonic()
+                proc.wait(timeout=rng.uniform(0.0, statistics.median(work_seconds) if work_seconds else 3.0))
+                work_seconds.append(time.monotonic() - ready)
             assert proc.returncode == 0, (proc.returncode, (tmp_path / "driver.err").read_text()[-2000:])
-            run_seconds.append(time.monotonic() - started)
         except subprocess.TimeoutExpired:
             if kill_9(proc, may_have_finished=True):
                 kills += 1
                 kills_mid_work += index_created(index) and committed_keys(index) != committed
+        proc.stdout.close()
         if not index_created(index):
             continue
         now = committed_keys(index)

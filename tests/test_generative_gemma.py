@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fastapi.testclient import TestClient
+from loopback import local_client
 from typer.testing import CliRunner
 
 from api.cli import app
@@ -51,7 +51,7 @@ def test_cli_ask_streams_the_answer_and_http_sends_events(sample_index):
     as_json = CliRunner().invoke(app, ["ask", "Is there a dog next to a bicycle?", "--index", str(sample_index), "--k", "2", "--json"])
     answer = json.loads(as_json.stdout)
     assert answer["found"] and answer["answer"] in run.stdout
-    with TestClient(create_app(sample_index, api_key="")) as client:
+    with local_client(create_app(sample_index, api_key="")) as client:
         with client.stream("POST", "/ask", json={"question": "Is there a dog next to a bicycle?", "k": 2}) as response:
             body = "".join(response.iter_text())
         final = json.loads(body.strip().split("\n\n")[-1].split("\n", 1)[1].removeprefix("data: "))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fastapi.testclient import TestClient
+from loopback import local_client
 
 from api.server import create_app
 from devices import DEVICE
@@ -84,7 +84,7 @@ def test_no_source_above_the_floor_means_not_found_without_generating(engine):
 
 
 def test_http_ask_streams_server_sent_events(moai_index):
-    with TestClient(create_app(moai_index, device=DEVICE, dtype="float32")) as client:
+    with local_client(create_app(moai_index, device=DEVICE, dtype="float32")) as client:
         with client.stream("POST", "/ask", json={"question": "What is in the photo?", "k": 2, "min_score": -10}) as response:
             assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
             body = "".join(response.iter_text())

