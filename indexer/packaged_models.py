@@ -94,6 +94,9 @@ def openpibo_model(filename: str) -> Path:
     return path
 
 
+_GRAPH_IMPORT = threading.Lock()
+
+
 class SsdMobilenetCoco:
     """SSD-MobileNet-v2 trained on COCO, run by OpenCV's DNN module."""
 
@@ -107,9 +110,10 @@ class SsdMobilenetCoco:
                 f"OpenCV {cv2.__version__} has no TensorFlow importer (cv2.dnn.readNetFromTensorflow), which the COCO "
                 "detector's frozen graph is read with; OpenCV 5.1 removed it"
             )
-        self._net = cv2.dnn.readNetFromTensorflow(
-            str(openpibo_model("frozen_inference_graph.pb")), str(openpibo_model("ssd_mobilenet_v2_coco_2018_03_29.pbtxt"))
-        )
+        with _GRAPH_IMPORT:  # two threads importing at once were seen spinning for good (fresh CI, OpenCV 4.x)
+            self._net = cv2.dnn.readNetFromTensorflow(
+                str(openpibo_model("frozen_inference_graph.pb")), str(openpibo_model("ssd_mobilenet_v2_coco_2018_03_29.pbtxt"))
+            )
         self._lock = threading.Lock()  # a cv2.dnn.Net holds its input and outputs between calls
 
     def run(self, rgb_square: np.ndarray) -> np.ndarray:
