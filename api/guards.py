@@ -110,7 +110,12 @@ def key_matches(headers: dict[str, str], api_key: str) -> bool:
 
 
 class Busy(Exception):
-    """The server's memory budget for decoding is taken by other requests right now."""
+    """The server cannot take this request now (the decode budget is taken, generative requests
+    queue, the generative model is loading): try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class DecodeBudget:

@@ -8,7 +8,9 @@ after an upload job or a delete committed, waits for the calls in flight and hol
 for the moment it takes; changes themselves (an upload job, a delete) take turns on ``changes``.
 Generative work (a reranked search, an answer) runs on a generation thread of its own, so it
 never holds a search thread for its time budget; a few more wait their turn, and beyond that
-the request is refused as busy.
+the request is refused as busy. The generative model is loaded on a thread of its own at the
+first request that needs it (Gemma's first load converts it: a minute or two); a request waits
+for it no longer than its time budget, then is refused as busy until the model is ready.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import AsyncIterator, Callable, Iterator, TypeVar
 
 import faiss
@@ -27,6 +29,7 @@ from retriever import Engine
 
 T = TypeVar("T")
 GENERATION_QUEUE = 4  # generative requests running or waiting at once; more are refused as busy
+LOADING_RETRY_AFTER = 30  # seconds a request refused while the generative model loads is told to wait
 
 
 def _search_thread() -> None:
@@ -74,7 +77,27 @@ class ServedEngine:
         self._search_pool = ThreadPoolExecutor(search_threads, thread_name_prefix="moair-search", initializer=_search_thread)
         self._generation_pool = ThreadPoolExecutor(1, thread_name_prefix="moair-generate", initializer=_search_thread)
         self._generating = 0  # requests on or waiting for the generation thread
+        self._generator_pool = ThreadPoolExecutor(1, thread_name_prefix="moair-load-generator")
+        self._generator_load: Future | None = None  # the generative model's load, once started
         engine.generator_wrapper = lambda generator: _GeneratingOutsideReads(generator, self)
+
+    async def generator_ready(self, seconds: float) -> None:
+        """Wait at most ``seconds`` for the generative model, starting its load on a thread of its
+        own the first time; ``Busy`` when it is still loading then. A failed load is raised here,
+        and the next request tries again."""
+        with self._state:
+            if self._generator_load is None:
+                self._generator_load = self._generator_pool.submit(self.engine.generator)
+            load = self._generator_load
+        await asyncio.wait([asyncio.wrap_future(load)], timeout=seconds)
+        if not load.done():
+            raise Busy("the generative model (rerank, answers) is loading; its first load takes a minute or two, "
+                       "try again then", retry_after=LOADING_RETRY_AFTER)
+        if load.exception() is not None:
+            with self._state:
+                if self._generator_load is load:
+                    self._generator_load = None
+            raise load.exception()
 
     def read(self, call: Callable[[Engine], T]) -> T:
         """``call(engine)`` in this thread, alongside other reads, never during a reload."""
@@ -195,4 +218,5 @@ class ServedEngine:
     def close(self) -> None:
         self._search_pool.shutdown(wait=True)
         self._generation_pool.shutdown(wait=True)
+        self._generator_pool.shutdown(wait=True)
         self.engine.close()

@@ -228,7 +228,7 @@ def create_app(
 
     @app.exception_handler(Busy)
     async def busy(request: Request, error: Busy) -> JSONResponse:
-        return JSONResponse({"error": str(error)}, status_code=503, headers={"Retry-After": "2"})
+        return JSONResponse({"error": str(error)}, status_code=503, headers={"Retry-After": str(error.retry_after)})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
@@ -298,6 +298,8 @@ def create_app(
             )
             return hits, engine.generator().version if any(h.rerank_score is not None for h in hits) else None
 
+        if request.rerank:
+            await served.generator_ready(budget(request.time_budget))
         hits, reranked_by = await served.search(run, generative=request.rerank > 0)
         return page(hits, request.offset, request.k).model_copy(update={"reranked_by": reranked_by})
 
@@ -309,6 +311,7 @@ def create_app(
     async def ask(request: AskRequest):
         """Answer a question from the collection, citing the items it used."""
         options = {"k": request.k, "time_budget": budget(request.time_budget), "min_score": request.min_score}
+        await served.generator_ready(options["time_budget"])
         if not request.stream:
             return await served.search(lambda engine: engine.ask(request.question, **options), generative=True)
 
