@@ -572,7 +572,7 @@ def demo(
             _print_report(report, items)
         if items == 0:
             raise MoairError("the demo indexed none of the sample photos (see the reasons above); `moair doctor` checks the models")
-        missing = [name for name in SAMPLE_FILES if engine.store.item_id_for_path(str(folder / name)) is None]
+        missing = [name for name in SAMPLE_FILES if engine.store.catalog.item_id_for_path(str(folder / name)) is None]
         if missing:
             problems.append(f"{len(missing)} of the {len(SAMPLE_FILES)} sample photos are not indexed: {', '.join(missing)}")
         for kind, query, expected in DEMO_SEARCHES:

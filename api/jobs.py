@@ -110,7 +110,7 @@ class UploadQueue:
         for temp in self.folder.glob(f"{TEMP_PREFIX}*"):
             temp.unlink(missing_ok=True)  # a write cut short; its request was never answered
         store = self.served.engine.store
-        pending = [p for p in sorted(self.folder.iterdir()) if p.is_file() and store.file_state(str(p)) is None and _worth_trying(store, p)]
+        pending = [p for p in sorted(self.folder.iterdir()) if p.is_file() and store.catalog.file_state(str(p)) is None and _worth_trying(store, p)]
         return self.submit({p: p.name for p in pending}, []) if pending else None
 
     def get(self, job_id: str) -> Job | None:
@@ -141,7 +141,7 @@ class UploadQueue:
                     progress=lambda done, total: self._update(job, done=done),
                 )
                 self.served.reload()
-            item_ids = self.served.read(lambda engine: [engine.store.item_id_for_path(str(f)) for f in files])
+            item_ids = self.served.read(lambda engine: [engine.store.catalog.item_id_for_path(str(f)) for f in files])
         except MoairError as e:
             self._update(job, state="failed", error=str(e), finished=time.time())
             return
@@ -160,5 +160,5 @@ class UploadQueue:
 
 def _worth_trying(store: Store, path: Path) -> bool:
     """Not known as a bad file: never tried, or it failed to be read or analysed."""
-    skipped = store.skipped_state(str(path))
+    skipped = store.catalog.skipped_state(str(path))
     return skipped is None or skipped.retried

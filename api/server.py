@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexer.errors import DamagedIndex, ImageError, MoairError
+from indexer.errors import DamagedIndex, ImageError, Locked, MoairError, NotFound
 from indexer.images import decode_image, load_image
 from indexer.model_check import ModelCheck
 from indexer.records import ItemRecord, Modality, SearchHit
@@ -117,6 +117,7 @@ class ErrorBody(BaseModel):
     error: str
 
 
+ERROR_STATUS = {NotFound: 404, Locked: 409, DamagedIndex: 500}  # any other MoairError: 400 (bad input)
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 421, 422, 500, 503)}
 
 
@@ -217,9 +218,7 @@ def create_app(
 
     @app.exception_handler(MoairError)
     async def moair_error(request: Request, error: MoairError) -> JSONResponse:
-        status = 404 if "is not in the index" in str(error) else 409 if "another moair process" in str(error) else 400
-        if isinstance(error, DamagedIndex):
-            status = 500
+        status = next((code for kind, code in ERROR_STATUS.items() if isinstance(error, kind)), 400)
         return JSONResponse({"error": str(error)}, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)  # FastAPI's, and Starlette's own (unknown route, 405, bad multipart)

@@ -10,14 +10,14 @@ One section per (n, dim). Methods, all measured in the same run on the same vect
   every recall is measured against.
 - numpy brute force as rclip does it (matrix @ query, argpartition).
 - **moair auto**: the index type ``ann.choose_index_type(n, dim)`` picks (exact ``Flat`` while exact search is cheap,
-  else IVF with an HNSW coarse quantizer and the most accurate codes within a quarter of Flat's memory), built by
-  ``ann.build_index``, trained on a random sample of ``ann.training_size`` database vectors, filled with ids
-  0..n-1, and tuned as moair tunes it: ``ann.tune`` picks the smallest knob value (nprobe) reaching recall@10 >= 0.95
-  on 200 *tuning* queries (drawn from the same distribution, disjoint from the evaluation queries). It is then
-  measured on the evaluation queries at that value, through ``ann.search_params``. Lossy codes (SQ, PQ) find
-  ``ann.REFINE_FACTOR`` * k candidates that are re-ranked with the exact vectors, read from a SQLite table on disk as
-  moair's store reads them (``ann.rerank``); the exact vectors are not counted as index memory, because moair keeps
-  them on disk for every index type anyway.
+  else IVF with an HNSW coarse quantizer and the most accurate codes within a quarter of Flat's memory), as moair's
+  own ``indexer.store.vectors.VectorIndex`` over a moair catalog on disk holding the vectors: built by its ``build``
+  (trained on a random sample of ``ann.training_size`` vectors, filled from SQLite into shards), and tuned as moair
+  tunes it: ``ann.tune`` picks the smallest knob value (nprobe) reaching recall@10 >= 0.95 on 200 *tuning* queries
+  (drawn from the same distribution, disjoint from the evaluation queries). It is then measured on the evaluation
+  queries at that value through ``VectorIndex.search``, the code a moair search runs: lossy codes (SQ, PQ) find
+  ``ann.REFINE_FACTOR`` * k candidates that are re-ranked with the exact vectors read from the catalog; the exact
+  vectors are not counted as index memory, because moair keeps them on disk for every index type anyway.
 - moair IVF-HNSW SQ8 at the same number of lists, built, tuned and re-ranked the same way: the codes one step more
   accurate than moair's default budget allows, to show what the budget costs (left out when moair chose Flat or SQ8).
 - hnswlib (M=16, ef_construction=200), ef swept, reported at the smallest ef reaching the target.
@@ -36,7 +36,6 @@ import math
 import os
 import platform
 import re
-import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
@@ -50,6 +49,12 @@ import hnswlib
 import numpy as np
 
 from indexer import ann
+from indexer.mixture import Block, Layout
+from indexer.records import Perception, Verbalization
+from indexer.shards import Shards, VectorManifest
+from indexer.store.catalog import Catalog, FileEntry, NewItem
+from indexer.store.config import IndexConfig
+from indexer.store.vectors import TUNING_QUERIES, VectorIndex
 
 RESULTS = Path(__file__).parent / "results"
 TARGET_RECALL = 0.95
@@ -58,7 +63,6 @@ GOAL_MEMORY = 0.25
 GOAL_N = 1_000_000
 GOAL_DIM = 384
 GOAL = "at 1M x 384 on 2 cores: recall@10 >= 0.95 at >= 20x the QPS of exact search, memory <= 25 % of Flat"
-TUNING_QUERIES = 200  # what moair tunes on (indexer.store.TUNING_QUERIES)
 EFS = [16, 32, 64, 128, 256, 512]
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
@@ -230,70 +234,58 @@ def bench_numpy(database: np.ndarray, queries: np.ndarray, truth: np.ndarray, k:
     )
 
 
-class ExactVectorsOnDisk:
-    """The exact vectors in a SQLite table on disk, fetched by id for re-ranking the candidates of lossy
-    codes, as moair's store does (``Store._vectors_by_vector_id``: its SQLite holds every item's vector)."""
-
-    def __init__(self, database: np.ndarray, folder: Path) -> None:
-        self.dim = database.shape[1]
-        self.db = sqlite3.connect(str(folder / "vectors.sqlite"))
-        self.db.execute("CREATE TABLE vectors (id INTEGER PRIMARY KEY, vector BLOB NOT NULL)")
-        with self.db:
-            for start in range(0, len(database), 65_536):
-                rows = database[start : start + 65_536]
-                self.db.executemany("INSERT INTO vectors VALUES (?, ?)", zip(range(start, start + len(rows)), map(bytes, rows)))
-
-    def __call__(self, ids: np.ndarray) -> np.ndarray:
-        rows = np.zeros((len(ids), self.dim), np.float32)
-        where = {int(i): position for position, i in enumerate(ids)}
-        marks = ",".join("?" * len(where))
-        for vector_id, blob in self.db.execute(f"SELECT id, vector FROM vectors WHERE id IN ({marks})", list(where)):
-            rows[where[vector_id]] = np.frombuffer(blob, np.float32)
-        return rows
-
-    def close(self) -> None:
-        self.db.close()
+def synthetic_catalog(database: np.ndarray, folder: Path) -> Catalog:
+    """A moair catalog on disk holding ``database`` as items with vector ids 1..n: the exact vectors that
+    ``VectorIndex`` builds from and re-ranks lossy codes with, read from SQLite as moair reads them."""
+    dim = database.shape[1]
+    layout = Layout(blocks=[Block(name="caption", dim=dim - 1, unrelated_similarity=0.0)])
+    Catalog.create(folder, IndexConfig(text_embedder="synthetic", backbone="synthetic", experts={}, layout=layout, created_at=0.0))
+    catalog, _ = Catalog.open(folder, writable=True)
+    perception, verbalization = Perception(width=1, height=1), Verbalization(moai="", retrieval="")
+    for start in range(0, len(database), GENERATE_CHUNK):
+        names = [str(i) for i in range(start, min(start + GENERATE_CHUNK, len(database)))]
+        catalog.commit(
+            [NewItem(name, perception, verbalization, row, {}) for name, row in zip(names, database[start : start + len(names)])],
+            [FileEntry(name, 0, 0, name) for name in names],
+        )
+    return catalog
 
 
 def bench_moair_index(
     method: str,
     spec: str,
-    exact_vectors: ExactVectorsOnDisk,
+    catalog: Catalog,
+    folder: Path,
     database: np.ndarray,
     queries: np.ndarray,
     truth: np.ndarray,
     tuning_queries: np.ndarray,
     tuning_truth: np.ndarray,
     k: int,
-    seed: int,
     exact_qps_batched: float,
     started: float,
 ) -> MethodResult:
-    """An index of type ``spec`` built, trained, filled and tuned the way moair does it (``indexer.ann``), then
-    measured on the evaluation queries at the tuned knob value, with a sweep of the knob around it."""
+    """moair's ``VectorIndex`` of type ``spec`` over ``catalog``, built (trained on a sample, filled from SQLite),
+    tuned on the tuning queries with ``ann.tune`` and measured on the evaluation queries at the tuned knob value,
+    with a sweep of the knob around it. Its searches are moair's own: lossy codes find ``REFINE_FACTOR`` * k
+    candidates that the exact vectors from the catalog re-rank."""
     n, dim = database.shape
     build_started = time.perf_counter()
-    index = ann.build_index(spec, dim)
-    training = ann.training_size(index, n, dim)
-    if training:
-        sample = np.sort(np.random.default_rng(seed).choice(n, training, replace=False))
-        ann.train(index, database[sample])
-        del sample
-        log(f"  {spec}: trained on {training:,} vectors in {time.perf_counter() - build_started:.1f} s; adding", started)
-    index.add_with_ids(database, np.arange(n, dtype=np.int64))
+    index = VectorIndex(Shards(folder, dim, VectorManifest(requested=spec)), catalog.vector_chunks, catalog.live_vector_ids)
+    index.build()
     build_s = time.perf_counter() - build_started
-    next_step = f"tuning on {len(tuning_queries)} queries" if ann.knob(index) else "exact: nothing to tune"
-    log(f"  {spec}: built in {build_s:.1f} s; {next_step}", started)
+    training = ann.training_size(ann.build_index(spec, dim), n, dim)
+    tunable = index.shards.shards[0].index
+    next_step = f"tuning on {len(tuning_queries)} queries" if ann.knob(tunable) else "exact: nothing to tune"
+    log(f"  {spec}: trained on {training:,} vectors and built in {build_s:.1f} s; {next_step}", started)
 
     factor = ann.refine_factor(spec)
 
     def search(x: np.ndarray, kk: int, value: int | None) -> np.ndarray:
-        """What moair's store does: lossy codes find factor * k candidates, exact vectors from disk re-rank them."""
-        found = index.search(x, kk * factor, params=ann.search_params(index, value, None))[1]
-        return ann.rerank(x, found, exact_vectors, kk)[1] if factor > 1 else found
+        return index.search(x, kk, knob_value=value)[1] - 1  # vector ids 1..n are database rows 0..n-1
 
-    tuning = ann.tune(index, search, tuning_queries, tuning_truth, target=TARGET_RECALL)
-    knob = ann.knob(index)
+    tuning = ann.tune(tunable, search, tuning_queries, tuning_truth, target=TARGET_RECALL)
+    knob = ann.knob(tunable)
     sweep: list[dict[str, Any]] = []
     if knob is not None:
         log(f"  {spec}: tuned {tuning.knob}={tuning.value} (recall {tuning.recall:.3f}); sweeping {knob.name}", started)
@@ -314,7 +306,7 @@ def bench_moair_index(
         recall, qps_batched = reported["recall"], reported["qps_batched"]
         setting = f"{spec}, {tuning.knob}={tuning.value}" + (f", top {factor * k} re-ranked from disk" if factor > 1 else "")
     else:
-        seconds, (_, found) = best_run(lambda: index.search(queries, k))
+        seconds, found = best_run(lambda: search(queries, k, None))
         recall, qps_batched = ann.recall_at_k(found, truth), len(queries) / seconds
         setting = f"{spec} (exact)"
     single_queries = queries if knob is not None else queries[:BRUTE_SINGLE_QUERIES]
@@ -323,7 +315,7 @@ def bench_moair_index(
         method=method,
         setting=setting,
         build_s=build_s,
-        memory_bytes=ann.serialized_bytes(index),
+        memory_bytes=index.shards.index_bytes(),
         recall=recall,
         qps_single=qps_single,
         single_queries_timed=timed,
@@ -447,17 +439,16 @@ def bench_section(n: int, dim: int, nq: int, k: int, seed: int, started: float) 
     spec = ann.choose_index_type(n, dim)
     log(f"n {n:,} dim {dim}: moair auto: {spec}", started)
     with tempfile.TemporaryDirectory() as tmp:
-        if ann.refines(spec):
-            log(f"n {n:,} dim {dim}: exact vectors into SQLite for re-ranking", started)
-        exact_vectors = ExactVectorsOnDisk(database if ann.refines(spec) else database[:0], Path(tmp))
-        moair_args = (exact_vectors, database, queries, truth, tuning_queries, tuning_truth, k, seed, baseline.qps_batched, started)
-        results.append(bench_moair_index(f"moair auto ({spec})", spec, *moair_args))
+        log(f"n {n:,} dim {dim}: the vectors into a moair catalog (SQLite) to build from and re-rank with", started)
+        catalog = synthetic_catalog(database, Path(tmp))
+        moair_args = (database, queries, truth, tuning_queries, tuning_truth, k, baseline.qps_batched, started)
+        results.append(bench_moair_index(f"moair auto ({spec})", spec, catalog, Path(tmp) / "auto", *moair_args))
         quantizer = ivf_quantizer(spec)
         if quantizer is not None and not spec.endswith(",SQ8"):
             sq8 = f"{quantizer},SQ8"
             log(f"n {n:,} dim {dim}: {sq8} (same lists, SQ8 codes, re-ranked the same way)", started)
-            results.append(bench_moair_index(f"moair IVF-HNSW SQ8 ({sq8})", sq8, *moair_args))
-        exact_vectors.close()
+            results.append(bench_moair_index(f"moair IVF-HNSW SQ8 ({sq8})", sq8, catalog, Path(tmp) / "sq8", *moair_args))
+        catalog.close()
     log(f"n {n:,} dim {dim}: hnswlib", started)
     results.append(bench_hnswlib(database, queries, truth, k, seed, started))
     methods = []
@@ -561,21 +552,21 @@ def markdown(report: dict) -> str:
         "the ratios between methods, not the absolute numbers**, and take the recall-versus-knob curves as "
         "qualitative.",
         "",
-        f"**Methods.** *moair auto* is the index `indexer.ann.choose_index_type(n, dim)` picks at that size, built "
-        "with `ann.build_index`, trained on a random sample of `ann.training_size` database vectors, filled with ids "
-        f"0..n-1 and tuned as moair tunes it: `ann.tune` takes the smallest knob value reaching recall@{k} >= "
-        f"{TARGET_RECALL} on the {TUNING_QUERIES} tuning queries (moair makes its tuning queries from stored items; "
-        "here they are fresh draws); the row is then measured on the evaluation queries at that value (via "
-        "`ann.search_params`), so its recall there can land a little either side of the target. Build time is "
-        f"training + adding. Lossy codes find {ann.REFINE_FACTOR}k candidates, re-ranked with exact vectors fetched "
-        "by id from a SQLite table on disk (warm in the page cache after the first queries), as moair's store does; "
-        "their memory is that of the codes, the exact vectors stay on disk (moair keeps them there for every index "
-        "type). *moair IVF-HNSW SQ8* uses the same lists with 8-bit codes, built, tuned and re-ranked the same way: "
-        "what the next more accurate codes would cost in memory and buy in speed (shown when moair chose "
-        "IVF with other codes). *hnswlib* (M = 16, ef_construction = 200) is reported at the smallest swept ef "
-        f"reaching {TARGET_RECALL} on the evaluation queries themselves, an oracle choice that slightly favours it. "
-        "moair splits a collection into shard files of about 1 GiB searched through faiss.IndexShards (each with "
-        "its own copy of the centroids; at 1M x 384 with these codes, one shard); this benchmark searches one index.",
+        f"**Methods.** *moair auto* is the index `indexer.ann.choose_index_type(n, dim)` picks at that size, as "
+        "moair's own `VectorIndex` (`indexer/store/vectors.py`) over a moair catalog on disk holding the vectors: "
+        "built by `VectorIndex.build` (trained on a random sample of `ann.training_size` vectors, filled from SQLite "
+        "into shard files of about 1 GiB, searched through faiss.IndexShards) and tuned as moair tunes it: "
+        f"`ann.tune` takes the smallest knob value reaching recall@{k} >= {TARGET_RECALL} on the {TUNING_QUERIES} "
+        "tuning queries (moair makes its tuning queries from stored items; here they are fresh draws); the row is "
+        "then measured on the evaluation queries at that value through `VectorIndex.search`, the code a moair "
+        "search runs, so its recall there can land a little either side of the target. Build time is reading the "
+        f"vectors from SQLite + training + adding. Lossy codes find {ann.REFINE_FACTOR}k candidates, re-ranked with "
+        "the exact vectors the catalog holds (warm in the page cache after the first queries); their memory is that "
+        "of the codes, the exact vectors stay on disk (moair keeps them there for every index type). *moair "
+        "IVF-HNSW SQ8* uses the same lists with 8-bit codes, built, tuned and re-ranked the same way: what the next "
+        "more accurate codes would cost in memory and buy in speed (shown when moair chose IVF with other codes). "
+        "*hnswlib* (M = 16, ef_construction = 200) is reported at the smallest swept ef reaching "
+        f"{TARGET_RECALL} on the evaluation queries themselves, an oracle choice that slightly favours it.",
         "",
         f"Recall@{k} = |approximate top-{k} ∩ exact top-{k}| / {k}, averaged over the {nq} evaluation queries (✗: "
         f"below {TARGET_RECALL}). QPS single: one call per query after 5 warm-up calls, over all {nq} queries, "

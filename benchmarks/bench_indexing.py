@@ -81,8 +81,8 @@ def grow_to(engine: Engine, items: int, seed: int = 0) -> None:
     """Fill the index to ``items`` with synthetic items: real perception records, noisy vectors."""
     rng = np.random.default_rng(seed)
     store = engine.store
-    real = store.items(list(range(1, len(store) + 1)))
-    real_vectors = store.vectors([r.item_id for r in real])
+    real = store.catalog.items(list(range(1, len(store) + 1)))
+    real_vectors = store.item_vectors([r.item_id for r in real])
     layout = store.config.layout
     versions = engine.analyzer.versions()
     batch_new, batch_files = [], []

@@ -34,7 +34,7 @@ def latency(work: Path, repeats: int = 3) -> dict[str, float]:
     index = next((work / "test" / "pools").glob("*.moair"))
     with Engine.open(index) as engine:
         hits = engine.search("a dog", k=10)
-        records = engine.store.items([h.item_id for h in hits])
+        records = engine.store.catalog.items([h.item_id for h in hits])
         candidates = [candidate(r) for r in records]
         generator = engine.generator()
         generator.judge("a dog", candidates[:1])  # warm up

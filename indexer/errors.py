@@ -22,6 +22,14 @@ def damaged_database(database: Path, error: BaseException) -> DamagedIndex:
     )
 
 
+class NotFound(MoairError):
+    """An item, path or entry key that the index does not hold (HTTP 404)."""
+
+
+class Locked(MoairError):
+    """Another process is writing to the index, or created it meanwhile (HTTP 409)."""
+
+
 class ImageError(MoairError):
     """One image could not be read; the message is a one-line reason and the run goes on."""
 

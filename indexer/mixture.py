@@ -39,7 +39,6 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel
 
-BLOCK_NAMES = ("caption", "text", "visual")
 # The encoder space each block's vectors live in (a projection head is trained per space).
 EMBEDDING_SPACES = {"language": ("caption", "text"), "visual": ("visual",)}
 

@@ -38,6 +38,7 @@ from indexer.model_check import ModelCheck, ModelError, check, failed_check, fir
 from indexer.packaged_models import INDEX_WORKERS, make_worker_thread
 from indexer.records import Entry, Perception, Verbalization
 from indexer.store import FileEntry, IndexConfig, NewItem, SkipKind, SkippedFile, Store
+from indexer.store.vectors import ProgressCallback
 from indexer.verbalize import VERSION as VERBALIZATION_VERSION
 from indexer.verbalize import verbalize
 
@@ -259,8 +260,6 @@ class _Processed:
         return SkippedFile(self.work.path, self.work.size, self.work.mtime_ns, self.error or "", self.kind)
 
 
-ProgressCallback = Callable[[int, int], None]
-
 
 @dataclass
 class FoundImages:
@@ -358,11 +357,11 @@ def index_paths(
     # Deletions are applied last, so a file that only moved is linked to its content before the
     # old path's removal would orphan (and delete) that content. Records of bad files that are
     # gone go too; nothing below a folder that could not be listed is taken for deleted.
-    gone = [p for root in found.roots if prune for p in store.files_under(root) if p not in on_disk and found.listed(p)]
-    bad_gone = [p for root in found.roots if prune for p in store.skipped_under(root) if p not in on_disk and found.listed(p)]
+    gone = [p for root in found.roots if prune for p in store.catalog.files_under(root) if p not in on_disk and found.listed(p)]
+    bad_gone = [p for root in found.roots if prune for p in store.catalog.skipped_under(root) if p not in on_disk and found.listed(p)]
 
     # Content analysed by older expert or encoder versions is analysed again, through one of its files.
-    stale = store.stale_items(analyzer.versions())
+    stale = store.catalog.stale_items(analyzer.versions())
     stale_paths = set(stale.values())
 
     todo: list[_Work] = []
@@ -372,11 +371,11 @@ def index_paths(
         except OSError as e:  # a dangling link, a link loop, a name too long: it may work next time
             report.failed.append((str(f), f"cannot read file: {e.strerror or e}"))
             continue
-        indexed = store.file_state(str(f))
+        indexed = store.catalog.file_state(str(f))
         if indexed and (indexed.size, indexed.mtime_ns) == (stat.st_size, stat.st_mtime_ns) and str(f) not in stale_paths:
             report.unchanged += 1
             continue
-        bad = store.skipped_state(str(f))
+        bad = store.catalog.skipped_state(str(f))
         if bad and not bad.retried and (bad.size, bad.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
             report.skipped_before += 1
             continue
@@ -395,14 +394,14 @@ def index_entries(
     names fixed content), unless its item was analysed by older model versions."""
     started = time.perf_counter()
     report = IndexReport()
-    stale = store.stale_items(analyzer.versions())
+    stale = store.catalog.stale_items(analyzer.versions())
     stale_keys = set(stale.values())
     todo: list[_Work] = []
     for entry in entries:
-        if store.file_state(entry.key) and entry.key not in stale_keys:
+        if store.catalog.file_state(entry.key) and entry.key not in stale_keys:
             report.unchanged += 1
             continue
-        bad = store.skipped_state(entry.key)
+        bad = store.catalog.skipped_state(entry.key)
         if bad and not bad.retried:
             report.skipped_before += 1
             continue
@@ -444,7 +443,7 @@ def _index_work(
     """Run ``todo`` through the workers and commit the results in order, in batches; then forget
     the ``removed`` files and the records of ``bad_removed`` files."""
     # Read by the workers (a stale read only costs a wasted analysis); written by this thread.
-    known_hashes = store.content_hashes() - stale.keys()
+    known_hashes = store.catalog.content_hashes() - stale.keys()
     known = known_hashes.__contains__
 
     new_items: list[NewItem] = []

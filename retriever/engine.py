@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Iterator, Sequence, get_args
 import numpy as np
 
 from indexer.encoders import DEFAULT_BACKBONE, DEFAULT_TEXT_EMBEDDER
-from indexer.errors import ImageError, MoairError, damaged_database
+from indexer.errors import ImageError, MoairError, NotFound, damaged_database
 from indexer.head import TrainingReport, Triple, read_triples, train_head
 from indexer.experts import DEFAULT_EXPERTS
 from indexer.images import load_image
@@ -181,7 +181,7 @@ class Engine:
             as_path = str(Path(raw).expanduser().absolute())
             keys.append(as_path)
         store = self._writable()
-        found = list(dict.fromkeys(store.paths_of(keys)))
+        found = list(dict.fromkeys(store.catalog.paths_of(keys)))
         if found:
             store.commit(removed_paths=found)
             store.maintain()
@@ -241,7 +241,7 @@ class Engine:
         text = parsed.text
         if rerank and not text:
             raise MoairError("rerank needs a text to match besides the instruction")
-        if modality is None and parsed.wants and self.store.holds(parsed.wants):
+        if modality is None and parsed.wants and self.store.catalog.holds(parsed.wants):
             modality = parsed.wants
         analysis = None
         if image is not None:
@@ -252,7 +252,7 @@ class Engine:
         verbal = verbalize(analysis.perception) if analysis else None
         reference = None  # the image a composed query changes: not an answer to it (CIRR leaves it out too)
         if analysis is not None and text:
-            reference = self.store.item_id_for_hash(analysis.image.content_hash)
+            reference = self.store.catalog.item_id_for_hash(analysis.image.content_hash)
         elif analysis is not None and mostly_text(analysis.perception):
             text = verbal.text  # a picture of a sentence is matched by what it says (E5-V's trick)
             analysis, verbal = None, None
@@ -270,14 +270,14 @@ class Engine:
         from_text = frozenset()
         if analysis is None and decision.weights["visual"] > 0:  # a text query into the image space
             parts["visual"], from_text = backbone.embed_texts([text])[0], frozenset({"visual"})
-        query = self.store.layout.compose(self.store.project_parts(parts), decision.weights, from_text)
+        query = self.store.query_layout.compose(self.store.project_parts(parts), decision.weights, from_text)
         hits = self._hits(query, max(k, rerank) + (reference is not None), modality, min_score, max_drop, text,
                           analysis.perception if analysis else None)
         if reference is not None:
             hits = [h.model_copy(update={"rank": rank}) for rank, h in enumerate((h for h in hits if h.item_id != reference), start=1)]
         deadline = started + time_budget if time_budget is not None else None
         if rerank and hits and (deadline is None or time.monotonic() < deadline):  # no time left: no model loaded
-            records = {r.item_id: r for r in self.store.items([h.item_id for h in hits[:rerank]])}
+            records = {r.item_id: r for r in self.store.catalog.items([h.item_id for h in hits[:rerank]])}
             generator, loading = self._loaded_generator()
             hits = rerank_hits(hits, records, text, generator, rerank, deadline + loading if deadline is not None else None)
         return hits[:k]
@@ -288,10 +288,10 @@ class Engine:
         (its stored vectors, no image analysed again); the item itself is left out."""
         if isinstance(item_id, bool) or not isinstance(item_id, int):
             raise MoairError(f"similar() takes an item id (a whole number), not {type(item_id).__name__} {item_id!r}")
-        records = self.store.items([item_id])
+        records = self.store.catalog.items([item_id])
         if not records:
-            raise MoairError(f"{item_id} is not in the index")
-        query = self.store.layout.item_query(self.store.vectors([item_id])[0])
+            raise NotFound(f"{item_id} is not in the index")
+        query = self.store.query_layout.item_query(self.store.item_vectors([item_id])[0])
         hits = [h for h in self._hits(query, min(k + 1, MAX_K), modality, None, None, None, records[0].perception) if h.item_id != item_id]
         return [h.model_copy(update={"rank": rank}) for rank, h in enumerate(hits[:k], start=1)]
 
@@ -303,8 +303,8 @@ class Engine:
         # cut on the scores as shown (4 decimals), so a shown score used as --min-score keeps its hit
         found = cut_by_score([(round(float(s), 4), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0], min_score, max_drop)
         item_ids = [i for _, i in found]
-        contributions = self.store.layout.contributions(query, self.store.vectors(item_ids))
-        records = {r.item_id: r for r in self.store.items(item_ids)}
+        contributions = self.store.query_layout.contributions(query, self.store.item_vectors(item_ids))
+        records = {r.item_id: r for r in self.store.catalog.items(item_ids)}
         hits = []
         for rank, ((score, item_id), parts_score) in enumerate(zip(found, contributions), start=1):
             record = records[item_id]
@@ -409,7 +409,7 @@ class Engine:
             raise MoairError("give a question")
         _check_budget(time_budget)
         hits = self.search(question, k=k)
-        records = {r.item_id: candidate(r) for r in self.store.items([h.item_id for h in hits])}
+        records = {r.item_id: candidate(r) for r in self.store.catalog.items([h.item_id for h in hits])}
         generator, deadline = _NoGenerator(), started + time_budget
         if time.monotonic() < deadline and any(h.score >= min_score for h in hits):
             generator, loading = self._loaded_generator()
@@ -484,12 +484,12 @@ class Engine:
         if isinstance(path_or_id, int) or (isinstance(path_or_id, str) and path_or_id.isdigit()):
             item_id = int(path_or_id)
         else:
-            item_id = self.store.item_id_for_path(path_or_id)  # an entry's key
+            item_id = self.store.catalog.item_id_for_path(path_or_id)  # an entry's key
             if item_id is None:
-                item_id = self.store.item_id_for_path(str(Path(path_or_id).expanduser().absolute()))
-        records = self.store.items([item_id]) if item_id is not None else []
+                item_id = self.store.catalog.item_id_for_path(str(Path(path_or_id).expanduser().absolute()))
+        records = self.store.catalog.items([item_id]) if item_id is not None else []
         if not records:
-            raise MoairError(f"{path_or_id} is not in the index")
+            raise NotFound(f"{path_or_id} is not in the index")
         return records[0]
 
 

@@ -329,7 +329,7 @@ def test_stale_faiss_cache_after_a_new_item_is_repaired(tmp_path, photo_dir, pho
 # A kill after the schema is written but before the configuration row, caught by SQLite's trace hook.
 KILL_BEFORE_CONFIG = """
 import os, signal, sys
-import indexer.store as store
+import indexer.store.catalog as store
 
 connect = store._connect
 
@@ -524,7 +524,7 @@ def test_kill_9_at_random_moments_loses_nothing_committed(tmp_path):
             assert len(engine) == len(now)
             for key in rng.sample(sorted(now), min(5, len(now))):  # found through FAISS by its own vector
                 item_id = engine.inspect(key).item_id
-                found = engine.store.search(engine.store.vectors([item_id]), k=3)[1][0]
+                found = engine.store.search(engine.store.item_vectors([item_id]), k=3)[1][0]
                 assert item_id in found, f"run {runs}: {key} {engine.stats().model_dump(include={'index_type', 'search_knob', 'tombstones', 'items', 'shards', 'recall_estimate', 'tuned_items'})}"
         committed = now
     print(f"{kills} kills in {runs} runs, {kills_mid_work} after the run had changed the index")

