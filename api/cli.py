@@ -1,25 +1,38 @@
-"""The ``moair`` command line: index, search, stats, remove, optimize, inspect, serve, demo, eval."""
+"""The ``moair`` command line: index, search, stats, remove, optimize, inspect, serve, demo, eval.
+Each command parses its options and calls the Python API (``retriever.Engine``); what it shows is
+in ``api/render.py``."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import List, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape as escape_markup
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
+from api.render import (
+    err,
+    escape,
+    out,
+    print_answer_event,
+    print_checks,
+    print_head_reports,
+    print_hits,
+    print_record,
+    print_report,
+    print_stats,
+    print_verify,
+    progress_bar,
+    progress_bars,
+    report_dict,
+)
 from indexer.errors import MoairError
 from indexer.experts import DEFAULT_EXPERTS
-from indexer.pipeline import IndexReport, ProgressCallback
-from indexer.records import SearchHit, shown_path
+from indexer.pipeline import ProgressCallback
+from indexer.samples import DEFAULT_CACHE
+from retriever.query import MAX_ASK_K, MAX_K, MAX_RERANK
 
 app = typer.Typer(
     help="moair: index a photo collection and search it by text (English or Korean), by image, or both.",
@@ -27,19 +40,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
 MAX_CONNECTIONS = 512  # open connections and requests in flight the server takes; more get 503
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def escape(text: str) -> str:
-    """Text for the terminal: rich markup escaped, and control characters (an ANSI escape in a
-    file name would recolour or rewrite the terminal) and the bytes of a name that are not UTF-8
-    shown as \\xNN."""
-    return escape_markup(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", shown_path(text)))
-
-
 IndexOption = typer.Option(..., "--index", "-i", envvar="MOAIR_INDEX", help="Index directory (or set MOAIR_INDEX).")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
 DeviceOption = typer.Option(
@@ -69,87 +70,16 @@ def _configure(engine, index_type: Optional[str], memory_budget: Optional[str], 
         engine.configure(index_type, parse_size(memory_budget) if memory_budget else None, recall_target)
 
 
-@contextmanager
-def _progress_bars(enabled: bool) -> Iterator[Callable[[str], Optional[ProgressCallback]]]:
-    """Progress bars with ETA on stderr when it is a terminal: ``new_bar(label)`` gives the
-    callback(done, total) of a new bar; without a terminal (or when disabled), None."""
-    if not enabled or not err.is_terminal:
-        yield lambda label: None
-        return
-    columns = [
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=err, transient=False) as bars:
-
-        def new_bar(label: str) -> ProgressCallback:
-            task = bars.add_task(label, total=None)
-            return lambda done, total: bars.update(task, completed=done, total=total)
-
-        yield new_bar
-
-
-@contextmanager
-def _progress(enabled: bool, label: str) -> Iterator[Optional[ProgressCallback]]:
-    """One progress bar (see ``_progress_bars``)."""
-    with _progress_bars(enabled) as new_bar:
-        yield new_bar(label)
-
-
-def _report_dict(report: IndexReport, items: int) -> dict:
-    return {
-        "added": report.added,
-        "updated": report.updated,
-        "linked": report.linked,
-        "unchanged": report.unchanged,
-        "removed": report.removed,
-        "skipped": [{"path": shown_path(p), "reason": r} for p, r in report.skipped],
-        "skipped_before": report.skipped_before,
-        "failed": [{"path": shown_path(p), "reason": r} for p, r in report.failed],
-        "retried": report.retried,
-        "interrupted": report.interrupted,
-        "maintenance": report.maintenance,
-        "seconds": round(report.seconds, 2),
-        "images_per_second": round(report.images_per_second, 2),
-        "items_in_index": items,
-    }
-
-
-def _print_report(report: IndexReport, items: int) -> None:
-    for path, reason in report.skipped:
-        err.print(f"[yellow]skipped[/yellow] {escape(path)}: {escape(reason)}", highlight=False, soft_wrap=True)
-    for path, reason in report.failed:
-        err.print(f"[yellow]failed[/yellow] {escape(path)}: {escape(reason)} (tried again next run)", highlight=False, soft_wrap=True)
-    line = (
-        f"{report.added} added, {report.linked} linked (content already indexed), {report.unchanged} unchanged, "
-        f"{report.removed} removed, {len(report.skipped)} skipped"
-    )
-    if report.skipped_before:
-        line += f" (+{report.skipped_before} bad files unchanged since an earlier run)"
-    if report.failed:
-        line += f", {len(report.failed)} failed (not read or analysed; tried again next run)"
-    if report.retried:
-        line += f", {report.retried} retried (failed in an earlier run)"
-    if report.updated:
-        line += f", {report.updated} re-analysed (indexed by older model versions)"
-    line += f"; {items} items in the index; {report.seconds:.1f} s"
-    if report.added or report.updated:
-        line += f" ({report.images_per_second:.1f} images/s)"
-    out.print(line, highlight=False, markup=False)
-    if report.maintenance:
-        out.print(report.maintenance, highlight=False, markup=False)
-    if report.interrupted:
-        err.print("[yellow]interrupted[/yellow]: everything analysed so far is saved; run the same command again to resume")
-
-
 @app.command()
 def index(
     paths: List[Path] = typer.Argument(..., help="Image files and folders (folders are walked recursively)."),
     index_path: Path = IndexOption,
-    text_embedder: str = typer.Option("e5-small", help="Text embedder for a new index: e5-small (multilingual) or minilm (English)."),
-    backbone: str = typer.Option(
-        "efficientnet-lite3",
-        help="Visual expert for a new index: efficientnet-lite3 (packaged, CPU), clip (a local CLIP or SigLIP checkpoint), "
+    text_embedder: Optional[str] = typer.Option(
+        None, help="Text embedder for a new index: e5-small (multilingual; the default) or minilm (English)."
+    ),
+    backbone: Optional[str] = typer.Option(
+        None,
+        help="Visual expert for a new index: efficientnet-lite3 (packaged, CPU; the default), clip (a local CLIP or SigLIP checkpoint), "
         "openclip (a local open_clip model: its folder, or one weights file with --model-name), "
         "e5v (a local E5-V / LLaVA-NeXT checkpoint) or moai (a local MoAI-7B checkpoint, fed with the experts' verbalization); "
         "with a checkpoint backbone, text queries reach the image space too.",
@@ -196,41 +126,18 @@ def index(
         raise MoairError(f"--without-expert takes one of {', '.join(DEFAULT_EXPERTS)}, not {', '.join(unknown)}")
     with Engine.open(
         index_path, create=True, text_embedder=text_embedder, backbone=backbone, checkpoint=checkpoint,
-        experts=[name for name in DEFAULT_EXPERTS if name not in without_expert], expert_checkpoints=expert_checkpoints, device=device, dtype=dtype, model_name=model_name,
+        experts=[name for name in DEFAULT_EXPERTS if name not in without_expert] if without_expert else None, expert_checkpoints=expert_checkpoints, device=device, dtype=dtype, model_name=model_name,
     ) as engine:
         _configure(engine, index_type, memory_budget, recall_target)
-        with _progress(not quiet and not as_json, "indexing") as progress:
+        with progress_bar(not quiet and not as_json, "indexing") as progress:
             report = engine.add(paths, progress=progress, prune=prune)
         items = len(engine)
     if as_json:
-        print(json.dumps(_report_dict(report, items)))
+        print(json.dumps(report_dict(report, items)))
     else:
-        _print_report(report, items)
+        print_report(report, items)
     if report.interrupted:
         raise typer.Exit(130)
-
-
-def _print_hits(hits: list[SearchHit], reranked_by: str | None = None) -> None:
-    if not hits:
-        out.print("no results (the index is empty)")
-        return
-    table = Table(show_lines=False)
-    columns = ("#", "score", "path", "caption / text / visual", "evidence")
-    if reranked_by:
-        columns = ("#", 'P("Yes")', *columns[1:])
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for h in hits:
-        c = h.contributions
-        parts = " / ".join(f"{c.get(name, 0.0):+.3f}" for name in ("caption", "text", "visual"))
-        cells = [str(h.rank), f"{h.score:.3f}", escape(h.path), parts, escape("; ".join(h.evidence))]
-        if reranked_by:
-            cells.insert(1, "not judged" if h.rerank_score is None else f"{h.rerank_score:.3f}")
-        table.add_row(*cells)
-    out.print(table)
-    if reranked_by:
-        judged = sum(h.rerank_score is not None for h in hits)
-        out.print(f'ordered by P("Yes") from {reranked_by} ({judged} judged); score is the retrieval score', highlight=False)
 
 
 @app.command()
@@ -238,14 +145,14 @@ def search(
     query: Optional[str] = typer.Argument(None, help="Text query, English or Korean. Quote words to match text in images."),
     index_path: Path = IndexOption,
     image: Optional[Path] = typer.Option(None, "--image", help="Query image (alone, or with the text for image + text search)."),
-    k: int = typer.Option(10, "-k", "--k", min=1, max=1000, help="Number of results."),
+    k: int = typer.Option(10, "-k", "--k", min=1, max=MAX_K, help="Number of results."),
     min_score: Optional[float] = typer.Option(None, "--min-score", help="Drop hits scoring below this."),
     max_drop: Optional[float] = typer.Option(
         None, "--max-drop", help="End the list where the score falls by more than this from one hit to the next."
     ),
     modality: Optional[str] = typer.Option(None, "--modality", help="Only items that are image, text or image,text."),
     rerank: int = typer.Option(
-        0, "--rerank", min=0, max=100, help="Re-score the top N hits of a text query with a generative model as P(\"Yes\") "
+        0, "--rerank", min=0, max=MAX_RERANK, help="Re-score the top N hits of a text query with a generative model as P(\"Yes\") "
         "for \"Does this image match: QUERY?\" (MoAI when it is the index's backbone, else Gemma-3 270M over each item's "
         "description) and order them by it. Off by default: see the README for what it measured.",
     ),
@@ -264,11 +171,11 @@ def search(
         hits = engine.search(
             query, image=image, k=k, modality=modality, min_score=min_score, max_drop=max_drop, rerank=rerank, time_budget=time_budget
         )
-        reranked_by = engine.generator().version if any(h.rerank_score is not None for h in hits) else None
+        reranked_by = engine.reranked_by(hits)
     if as_json:
         print(json.dumps([h.model_dump(mode="json") for h in hits], ensure_ascii=False))
     else:
-        _print_hits(hits, reranked_by)
+        print_hits(hits, reranked_by)
 
 
 @app.command()
@@ -282,7 +189,7 @@ def stats(index_path: Path = IndexOption, as_json: bool = JsonOption) -> None:
     if as_json:
         print(info.model_dump_json())
         return
-    _print_stats(info)
+    print_stats(info)
 
 
 @app.command()
@@ -298,49 +205,9 @@ def verify(index_path: Path = IndexOption, as_json: bool = JsonOption) -> None:
     if as_json:
         print(report.model_dump_json())
     else:
-        for line in report.repaired:
-            err.print(f"[yellow]repaired[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
-        if report.repaired and not report.saved:
-            err.print("the repair was made in memory; the next moair index, remove or optimize saves it", highlight=False)
-        for line in report.problems:
-            err.print(f"[red]problem[/red] {escape(line)}", highlight=False, soft_wrap=True)
-        out.print("ok: the index is consistent" if report.ok else f"{len(report.problems)} problem(s): restore the index from a backup, "
-                  "or build it again with moair index", highlight=False)
+        print_verify(report)
     if not report.ok:
         raise typer.Exit(1)
-
-
-def _print_stats(info) -> None:
-    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(info.items_by_modality.items())) or "none"
-    search_kind = "exact" if info.exact else f"approximate, {info.search_knob}" if info.search_knob else "approximate"
-    if info.reranked > 1:
-        search_kind += f", the best {info.reranked}k candidates re-ranked with exact vectors from disk"
-    if info.exact:
-        recall = "1.000 (exact search)"
-    else:
-        recall = f"{info.recall_estimate:.3f} of exact search at {info.tuned_items} items (target {info.recall_target})"
-    memory = _size(info.index_bytes)
-    if info.flat_bytes:
-        memory += f" ({info.index_bytes / info.flat_bytes:.0%} of exact Flat's {_size(info.flat_bytes)})"
-    if info.memory_mapped_shards:
-        memory += f"; {info.memory_mapped_shards} shard(s) memory-mapped"
-    rows = [
-        ("items", f"{info.items} ({kinds})"),
-        ("paths and keys", str(info.paths)),
-        ("skipped", f"{info.bad_files} bad files (remembered until they change), {info.failed} failed (tried again next run)"),
-        ("index type", f"{info.index_type} ({'chosen automatically' if info.requested_index_type == 'auto' else 'as requested'}),"
-         f" {info.dim} dimensions, {search_kind}"),
-        ("shards", f"{info.shards}, {info.tombstones} tombstones (deleted or replaced vectors skipped at search)"),
-        ("recall@10 estimate", recall),
-        ("memory (vector index)", memory),
-        ("on disk", f"{_size(info.faiss_file_bytes)} FAISS, {_size(info.database_bytes)} SQLite"),
-        ("models", f"{info.text_embedder}, {info.backbone}; experts {', '.join(info.experts)}"),
-        ("projection heads", ", ".join(f"{space} {version}" for space, version in info.heads.items()) or "none"),
-    ]
-    table = Table(show_header=False)
-    for name, value in rows:
-        table.add_row(name, escape(value))
-    out.print(table)
 
 
 @app.command()
@@ -380,21 +247,21 @@ def optimize(
 
     with Engine.open(index_path) as engine:
         _configure(engine, index_type, memory_budget, recall_target)
-        with _progress(not quiet and not as_json, "rebuilding vector index") as progress:
+        with progress_bar(not quiet and not as_json, "rebuilding vector index") as progress:
             summary = engine.optimize(progress=progress)
         info = engine.stats()
     if as_json:
         print(json.dumps({"summary": summary, "stats": info.model_dump()}))
         return
     out.print(summary, highlight=False, markup=False)
-    _print_stats(info)
+    print_stats(info)
 
 
 @app.command()
 def ask(
     question: str = typer.Argument(..., help="A question about the collection, e.g. \"what is written on the sign?\"."),
     index_path: Path = IndexOption,
-    k: int = typer.Option(5, "-k", "--k", min=1, max=50, help="Items retrieved to answer from."),
+    k: int = typer.Option(5, "-k", "--k", min=1, max=MAX_ASK_K, help="Items retrieved to answer from."),
     min_score: float = typer.Option(
         0.0, "--min-score", help="Retrieval score an item needs to be used as a source (0: above chance level); with none, the answer is \"not found in the collection\"."
     ),
@@ -407,26 +274,14 @@ def ask(
     the index's backbone, else Gemma-3 270M over the items' descriptions) answer from the items
     that match, citing them as [n]. The answer is printed as it is generated."""
     from retriever import Engine
-    from retriever.generative.ask import Answer, Sources, Token
+    from retriever.generative.ask import Answer
 
     with Engine.open(index_path, device=device, dtype=dtype) as engine:
         for event in engine.ask_stream(question, k=k, time_budget=time_budget, min_score=min_score):
-            if as_json:
-                if isinstance(event, Answer):
-                    print(event.model_dump_json())
-            elif isinstance(event, Sources):
-                for number, hit in enumerate(event.sources, start=1):
-                    err.print(f"[{number}] {escape(hit.path)} (item {hit.item_id}, score {hit.score:.3f})", highlight=False)
-            elif isinstance(event, Token):
-                out.print(event.text, end="", highlight=False, markup=False, soft_wrap=True)
-            else:
-                if not event.found:
-                    out.print(event.answer, highlight=False)
-                else:
-                    out.print()
-                    cites = ", ".join(f"[{c.number}] item {c.item_id} {c.path}" for c in event.citations)
-                    err.print(f"cites {escape(cites)}" + (" (stopped by the time budget or length limit)" if event.truncated else "")
-                              + f"; {event.generator}, {event.seconds:.1f} s", highlight=False, soft_wrap=True)
+            if not as_json:
+                print_answer_event(event)
+            elif isinstance(event, Answer):
+                print(event.model_dump_json())
 
 
 @app.command("train-head")
@@ -467,12 +322,12 @@ def train_head_command(
             else:
                 out.print(f"projection heads now: {', '.join(f'{k} {v}' for k, v in info.heads.items()) or 'none'}", highlight=False)
             return
-        from indexer.head import read_triples
+        from indexer.head_training import read_triples
 
         data = read_triples(triples)
         if data.problems and not as_json:
             err.print(f"[yellow]{escape(data.problem_summary())}[/yellow]", highlight=False, soft_wrap=True)
-        with _progress_bars(not quiet and not as_json) as new_bar:
+        with progress_bars(not quiet and not as_json) as new_bar:
             bars: dict[str, Optional[ProgressCallback]] = {}
 
             def progress(stage: str, done: int, total: int) -> None:
@@ -489,21 +344,7 @@ def train_head_command(
             "reports": {name: report.model_dump() for name, report in reports.items()},
         }))
         return
-    for name, report in reports.items():
-        line = f"{name} head ({info.heads[name]}): {report.train_triples} training / {report.heldout_triples} held-out triples, best step {report.best_step}"
-        if report.heldout_loss_before is not None:
-            line += f"; held-out loss {report.heldout_loss_before:.3f} -> {report.heldout_loss_after:.3f}"
-        if report.heldout_accuracy_before is not None:
-            line += f", accuracy (positive above hard negative) {report.heldout_accuracy_before:.3f} -> {report.heldout_accuracy_after:.3f}"
-        out.print(line + f"; {report.seconds:.1f} s", highlight=False, markup=False)
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
+    print_head_reports(reports, info.heads)
 
 
 @app.command()
@@ -520,34 +361,12 @@ def inspect(
     if as_json:
         print(record.model_dump_json())
         return
-    p = record.perception
-    out.print(f"[bold]item {record.item_id}[/bold]  {p.width}x{p.height}  {escape(', '.join(record.paths))}", highlight=False)
-    out.print("objects: " + (", ".join(f"{d.label} {d.score:.2f} {list(d.box)}" for d in p.detections) or "none"), highlight=False, markup=False)
-    out.print("tags: " + (", ".join(f"{t.label} {t.score:.2f}" for t in p.tags) or "none"), highlight=False, markup=False)
-    out.print("text: " + (" | ".join(f"{t.text} ({t.score:.2f})" for t in p.text) or ("unreadable" if p.text_present else "none")), highlight=False, markup=False)
-    out.print("colours: " + (", ".join(f"{c.name} {c.fraction:.0%}" for c in p.colors) or "none"), highlight=False, markup=False)
-    out.print("relations: " + (", ".join(f"{r.subject} {r.predicate} {r.object}" for r in p.relations) or "none"), highlight=False, markup=False)
-    out.print(f"\n[bold]MoAI verbalization[/bold]\n{escape(record.verbalization.moai.strip())}", highlight=False)
-    out.print(f"\n[bold]retrieval phrasing[/bold]\n{escape(record.verbalization.retrieval)}", highlight=False)
-    if record.verbalization.retrieval_ko:
-        out.print(escape(record.verbalization.retrieval_ko), highlight=False)
-
-
-# The demo's searches and the sample photo each must find first: the demo fails when one does not,
-# so a broken install shows at once (CI runs it as a new user would).
-DEMO_SEARCHES = [
-    ("text", "a dog", "darknet-dog.jpg"),
-    ("text", "two giraffes and a zebra", "darknet-giraffe.jpg"),
-    ("text", "고양이", "skimage-chelsea.png"),  # Korean: "cat"
-    ("text", "a person with a dog and a horse", "darknet-person.jpg"),
-    ("text", "a page that says 'segmentation'", "skimage-page.png"),
-    ("image", "darknet-dog.jpg", "darknet-dog.jpg"),
-]
+    print_record(record)
 
 
 @app.command()
 def demo(
-    cache: Path = typer.Option(Path.home() / ".cache" / "moair", help="Where the sample photos and demo index go."),
+    cache: Path = typer.Option(DEFAULT_CACHE, help="Where the sample photos and demo index go."),
     k: int = typer.Option(3, "-k", help="Results per query."),
     as_json: bool = JsonOption,
 ) -> None:
@@ -555,50 +374,9 @@ def demo(
     darknet package) and run example searches in English, Korean and by image. It checks what a
     working install gives: every sample photo indexed, each search finding its photo first; if
     not, it says what differs and exits with 1."""
-    from indexer.samples import SAMPLE_FILES, sample_photos
-    from retriever import Engine
+    from api.demo import run_demo
 
-    folder, problems = sample_photos(cache)
-    for w in problems:
-        err.print(f"[yellow]warning[/yellow]: {escape(w)}", highlight=False, soft_wrap=True)
-    index_path = Path(cache).expanduser() / "demo.moair"
-    results = []
-    with Engine.open(index_path, create=True) as engine:
-        with _progress(not as_json, "indexing samples") as progress:
-            report = engine.add([folder], progress=progress, prune=True)
-        items = len(engine)
-        if not as_json:
-            out.print(f"[bold]sample photos[/bold] in {escape(str(folder))}; index at {escape(str(index_path))}", highlight=False)
-            _print_report(report, items)
-        if items == 0:
-            raise MoairError("the demo indexed none of the sample photos (see the reasons above); `moair doctor` checks the models")
-        missing = [name for name in SAMPLE_FILES if engine.store.catalog.item_id_for_path(str(folder / name)) is None]
-        if missing:
-            problems.append(f"{len(missing)} of the {len(SAMPLE_FILES)} sample photos are not indexed: {', '.join(missing)}")
-        for kind, query, expected in DEMO_SEARCHES:
-            if kind == "image":
-                query = str(folder / query)
-            hits = engine.search(query, k=k) if kind == "text" else engine.search(image=query, k=k)
-            found = Path(hits[0].path).name if hits else None
-            if found != expected:
-                problems.append(f"the {kind} search {query!r} found {found or 'nothing'} first, not {expected}")
-            results.append({"kind": kind, "query": query, "expected": expected, "found": found, "hits": [h.model_dump() for h in hits]})
-            if not as_json:
-                mark = "[green]✓[/green]" if found == expected else "[red]✗[/red]"
-                out.print(f"\n{mark} [bold]{kind} query:[/bold] {escape(query)} [dim](expected first: {expected})[/dim]", highlight=False)
-                _print_hits(hits)
-    if as_json:
-        print(json.dumps(
-            {"index": str(index_path), "report": _report_dict(report, items), "searches": results, "problems": problems},
-            ensure_ascii=False,
-        ))
-    elif problems:
-        for problem in problems:
-            err.print(f"[red]demo check failed[/red]: {escape(problem)}", highlight=False, soft_wrap=True)
-        err.print("this install does not give what a working one gives; `moair doctor` lists each model and its packages")
-    else:
-        out.print(f"\ndemo check passed: {len(SAMPLE_FILES)} sample photos indexed, {len(DEMO_SEARCHES)} searches found their photo first")
-    if problems:
+    if not run_demo(cache, k, as_json):
         raise typer.Exit(1)
 
 
@@ -619,19 +397,7 @@ def doctor(
     if as_json:
         print(json.dumps([c.model_dump() for c in checks], ensure_ascii=False))
     else:
-        table = Table()
-        for column in ("model", "status", "packages"):
-            table.add_column(column, overflow="fold")
-        for c in checks:
-            status = {True: f"[green]ok[/green] {c.seconds:.2f} s", False: "[red]FAILED[/red]", None: "[dim]not checked[/dim]"}[c.ok]
-            packages = ", ".join(f"{name} {version or '(not installed)'}" for name, version in c.packages.items())
-            table.add_row(f"{c.kind} {c.name}", status, escape(packages))
-        out.print(table)
-        for c in checks:
-            if c.ok is False:
-                err.print(f"[red]{c.kind} {c.name}[/red]: {escape(c.detail)}\n  fix: {escape(c.fix)}", highlight=False, soft_wrap=True)
-            elif c.ok is None:
-                out.print(f"[dim]{c.kind} {c.name}: {escape(c.detail)}[/dim]", highlight=False, soft_wrap=True)
+        print_checks(checks)
     if any(c.ok is False for c in checks):
         raise typer.Exit(1)
 
@@ -688,7 +454,7 @@ def eval_mbeir(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results JSON here."),
     run_file: Optional[Path] = typer.Option(None, "--run-file", help="Also write the TREC run file here."),
     no_instruct: bool = typer.Option(False, "--no-instruct", help="Embed queries without UniIR's task instructions."),
-    rerank: int = typer.Option(0, "--rerank", min=0, max=100, help="Re-score the top N hits of each text query with the generator (see search --rerank)."),
+    rerank: int = typer.Option(0, "--rerank", min=0, max=MAX_RERANK, help="Re-score the top N hits of each text query with the generator (see search --rerank)."),
 ) -> None:
     """Recall@k on M-BEIR, computed as UniIR computes it (a hit rate per query, averaged per task
     and over tasks). Writes WORK/mbeir-SPLIT-POOL.{json,md,run} and prints the table."""
@@ -703,7 +469,7 @@ def eval_mbeir(
     if k_list is not None and not all(k >= 1 for k in k_list):
         raise MoairError("--k values must be 1 or more")
     Path(work).mkdir(parents=True, exist_ok=True)
-    with _progress_bars(True) as new_bar:
+    with progress_bars(True) as new_bar:
         result = evaluate(root, work, split, task_list, pool, k_list, not no_instruct, progress=new_bar, rerank=rerank)
     stem = Path(work) / f"mbeir-{split}-{pool}"
     results_json = json.dumps(result.to_json(), indent=2)

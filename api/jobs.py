@@ -1,7 +1,8 @@
 """Uploads indexed in the background: the HTTP API saves uploaded images into the uploads folder and
 a single worker thread indexes them, one job at a time, while searches go on.
 
-A job analyses with its own writable store (the index's write lock is held only by the job), so
+A job indexes through a writable view of the served engine (``Engine.writer``: the index's write
+lock is held only by the job, the models are the engine's), so
 the served engine keeps answering from its open view; when the job ends the engine reloads (a short
 pause) and the new items become searchable. Uploaded files are written
 atomically; files an interrupted server saved but never indexed are indexed when it starts again.
@@ -22,7 +23,6 @@ from pydantic import BaseModel, Field
 
 from indexer.errors import MoairError
 from indexer.images import IMAGE_SUFFIXES, content_hash
-from indexer.pipeline import index_paths
 from indexer.shards import durable_replace
 from indexer.store import Store
 from api.served import ServedEngine
@@ -135,11 +135,8 @@ class UploadQueue:
         self._update(job, state="running")
         try:
             engine = self.served.engine
-            with self.served.changes, Store.open(engine.store.path, writable=True) as writer:
-                report = index_paths(
-                    writer, engine.analyzer, list(files), prune=False,
-                    progress=lambda done, total: self._update(job, done=done),
-                )
+            with self.served.changes, engine.writer() as writer:
+                report = writer.add(list(files), progress=lambda done, total: self._update(job, done=done))
                 self.served.reload()
             item_ids = self.served.read(lambda engine: [engine.store.catalog.item_id_for_path(str(f)) for f in files])
         except MoairError as e:

@@ -24,23 +24,22 @@ lacks (no text in the image) adds exactly 0 rather than the bias every text-bear
 otherwise get. Per-expert contributions of a hit are the terms of this sum. Like MoAI-Mixer's
 gates, the weights are per query ("token") and soft: no block is switched off by a top-k.
 
-Gate. A text query weighs the caption block; quoted words or words about writing ("sign",
-"says", "간판", ...) shift weight to the OCR block and embed the quoted part there. An image
-query weighs the visual block and compares verbalizations too. Image + text weighs both. With a
-cross-modal backbone (CLIP, SigLIP), a text query is also embedded by the backbone's text tower
-and weighs the visual block as much as the caption: text-to-image search in one space, with the
-verbalized blocks beside it.
+The gate that picks the weights per query lives on the query side, in ``retriever/gate.py``.
+Rows made from stored items (tuning queries, "more like this") use the weights it gives the two
+plain shapes of query, fixed here as ``IMAGE_QUERY_WEIGHTS`` and ``TEXT_QUERY_WEIGHTS``.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel
 
 # The encoder space each block's vectors live in (a projection head is trained per space).
 EMBEDDING_SPACES = {"language": ("caption", "text"), "visual": ("visual",)}
+# What retriever.gate weighs for an image query (its OCR block only when the image has text) and
+# for a plain text query (its text matched against the OCR block too): tests/test_search.py checks.
+IMAGE_QUERY_WEIGHTS = {"caption": 0.35, "text": 0.35, "visual": 1.0}
+TEXT_QUERY_WEIGHTS = {"caption": 1.0, "text": 0.35, "visual": 0.0}
 
 
 class Block(BaseModel):
@@ -106,8 +105,8 @@ class Layout(BaseModel):
         in for the query text). An item without a visual block is asked as text."""
         parts = {name: item[where.start : where.stop - 1] if item[where.stop - 1] > 0 else None for name, where in self.slices().items()}
         if like_image and parts.get("visual") is not None:
-            return self.compose(parts, gate(None, has_image=True, image_has_text=parts.get("text") is not None).weights)
-        return self.compose({"caption": parts.get("caption"), "text": parts.get("caption")}, gate("query", has_image=False).weights)
+            return self.compose(parts, IMAGE_QUERY_WEIGHTS)  # an absent OCR block adds nothing
+        return self.compose({"caption": parts.get("caption"), "text": parts.get("caption")}, TEXT_QUERY_WEIGHTS)
 
     def sample_queries(self, items: np.ndarray) -> np.ndarray:
         """Query rows shaped like real ones, made from stored item rows, for measuring recall:
@@ -118,42 +117,6 @@ class Layout(BaseModel):
         """Each block's term of the score, for every row of ``items``."""
         terms = {name: items[:, where] @ query[where] for name, where in self.slices().items()}
         return [{name: round(float(terms[name][i]), 4) for name in terms} for i in range(len(items))]
-
-
-_QUOTED = re.compile(r"[\"“”'‘’「」『』]([^\"“”'‘’「」『』]{2,})[\"“”'‘’「」『』]")
-_TEXT_WORDS = re.compile(
-    r"\b(sign|signs|says|saying|reads|reading|written|writing|text|word|words|label|letters|logo|poster|banner|caption)\b"
-    r"|글자|글씨|텍스트|간판|문구|적힌|쓰여|써있|표지판",
-    re.IGNORECASE,
-)
-
-
-@dataclass
-class QueryGate:
-    """The gate's decision for one query: block weights and what the OCR block should match."""
-
-    weights: dict[str, float]
-    text_for_ocr: str | None
-
-
-def gate(text: str | None, has_image: bool, image_has_text: bool = False, text_reaches_visual: bool = False) -> QueryGate:
-    """Choose block weights from the query's form and wording (see the module docstring). With a
-    cross-modal backbone (``text_reaches_visual``), a text-only query weighs the visual block too."""
-    weights = {"caption": 0.0, "text": 0.0, "visual": 0.0}
-    text_for_ocr = None
-    if has_image:
-        weights["visual"] = 1.0 if not text else 0.6
-        weights["caption"] = 0.35
-        weights["text"] = 0.35 if image_has_text else 0.0
-    if text:
-        quoted = [m.group(1).strip() for m in _QUOTED.finditer(text)]
-        about_text = bool(quoted) or bool(_TEXT_WORDS.search(text))
-        weights["caption"] = 0.6 if about_text else 1.0
-        weights["text"] = 1.0 if about_text else 0.35
-        text_for_ocr = " ".join(quoted) if quoted else text
-        if text_reaches_visual and not has_image:
-            weights["visual"] = 1.0
-    return QueryGate(weights=weights, text_for_ocr=text_for_ocr)
 
 
 def normalise_rows(rows: np.ndarray) -> np.ndarray:

@@ -9,43 +9,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-import math
 import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, get_args
-
-import numpy as np
+from typing import Callable, Iterable, Iterator, Sequence
 
 from indexer.encoders import DEFAULT_BACKBONE, DEFAULT_TEXT_EMBEDDER
-from indexer.errors import ImageError, MoairError, NotFound, damaged_database
-from indexer.head import TrainingReport, Triple, read_triples, train_head
+from indexer.errors import MoairError, NotFound, damaged_database
+from indexer.head import TrainingReport
+from indexer.head_training import Triple, read_triples, train_head
 from indexer.experts import DEFAULT_EXPERTS
-from indexer.images import load_image
-from indexer.mixture import gate
 from indexer.model_check import ModelCheck, check, not_checked
-from indexer.pipeline import CHECK_TEXT, Analyzer, IndexReport, ProgressCallback, index_entries, index_paths
+from indexer.analyzer import CHECK_TEXT, Analyzer
+from indexer.pipeline import IndexReport, ProgressCallback, index_entries, index_paths
 from indexer.records import Entry, ItemRecord, Modality, SearchHit, shown_path
 from indexer.store import DB_NAME, IndexConfig, IndexSettings, IndexStats, Store, VerifyReport, is_index_dir
-from indexer.verbalize import verbalize
-from retriever.evidence import evidence
-from retriever.queries import mostly_text, parse_query
+from retriever.query import DEFAULT_ASK_BUDGET, MAX_ASK_K, MAX_K, QueryEncoder, SearchRequest, check_budget
+from retriever.search import search_hits
 from retriever.generative import GENERATORS
 from retriever.generative.ask import SUPPORT_FLOOR, Answer, AskEvent, answer_events
 from retriever.generative.records import Candidate
 from retriever.generative.rerank import candidate
 from retriever.generative.rerank import rerank as rerank_hits
 
-MAX_K = 1000
-MAX_RERANK = 100  # hits a generator re-scores at most
-MAX_BUDGET = 3600.0  # seconds
-DEFAULT_ASK_BUDGET = 60.0
 CHANCE_PROBES = 64  # training queries that measure how a head moves the query-to-item chance level
-QUERY_EMBEDDINGS_CACHED = 256  # recent query texts: the next page of a search does not embed it again
-MODALITIES = get_args(Modality)
 GENERATOR_LOADS_LATER = "loaded on first use (rerank, ask); `moair doctor --generator` loads it now (Gemma's first load converts it: 1-2 minutes)"
 HeadProgress = Callable[[str, int, int], None]  # (stage, done, total) while a head is trained
 
@@ -91,21 +82,16 @@ class Engine:
         # what ``generator()`` hands out, given the model: the server wraps it so that generating
         # does not count as reading the index (a reload need not wait for an answer being written)
         self.generator_wrapper: Callable[[object], object] | None = None
-        self._query_embedding = functools.lru_cache(maxsize=QUERY_EMBEDDINGS_CACHED)(self._embed_query)
-
-    def _embed_query(self, text: str) -> np.ndarray:
-        vector = self.analyzer.text_embedder.embed_queries([text])[0]
-        vector.flags.writeable = False  # shared by every search that asks the same text
-        return vector
+        self.queries = QueryEncoder(analyzer)
 
     @classmethod
     def open(
         cls,
         path: str | Path,
         create: bool = False,
-        text_embedder: str = DEFAULT_TEXT_EMBEDDER,
-        backbone: str = DEFAULT_BACKBONE,
-        experts: Sequence[str] = DEFAULT_EXPERTS,
+        text_embedder: str | None = None,
+        backbone: str | None = None,
+        experts: Sequence[str] | None = None,
         checkpoint: str | Path | None = None,
         expert_checkpoints: dict[str, str | Path] | None = None,
         device: str = "auto",
@@ -116,8 +102,9 @@ class Engine:
         ``text_embedder``, ``backbone`` (with ``checkpoint``, a local folder, for "clip", "e5v",
         "moai" and "openclip"; for "openclip" also one weights file with its architecture
         ``model_name``), ``experts`` and ``expert_checkpoints`` (more experts from local folders, e.g.
-        {"owlv2": ..., "panoptic": ...}) apply to a new index; an existing one keeps its own, and
-        asking it for other models is an error. ``device`` and ``dtype`` place checkpoint models
+        {"owlv2": ..., "panoptic": ...}) apply to a new index (None: the defaults, e5-small,
+        efficientnet-lite3 and the packaged experts); an existing one keeps its own, and asking it
+        for other models is an error. ``device`` and ``dtype`` place checkpoint models
         (auto: CUDA and float16 with a GPU)."""
         if not isinstance(path, (str, os.PathLike)):
             raise MoairError(f"Engine.open() takes the index's path (a str or Path), not {type(path).__name__}")
@@ -137,7 +124,8 @@ class Engine:
         options = {"checkpoint": str(checkpoint), **named, **runtime} if checkpoint else None
         expert_options = {name: {"checkpoint": str(folder), **runtime} for name, folder in (expert_checkpoints or {}).items()}
         analyzer = Analyzer(
-            experts=[*experts, *expert_options], text_embedder=text_embedder, backbone=backbone,
+            experts=[*(DEFAULT_EXPERTS if experts is None else experts), *expert_options],
+            text_embedder=text_embedder or DEFAULT_TEXT_EMBEDDER, backbone=backbone or DEFAULT_BACKBONE,
             backbone_options=options, expert_options=expert_options,
         )
         analyzer.require_working_models()  # a broken install leaves no empty index behind
@@ -155,6 +143,17 @@ class Engine:
 
     def __len__(self) -> int:
         return len(self.store)
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator["Engine"]:
+        """A writable view of this index for the length of the block, sharing this engine's loaded
+        models: how a long-lived reader (the server) changes the index now and then. The write lock
+        is held inside the block only; this engine sees the change after ``reload()``."""
+        view = Engine(Store.open(self.store.path, writable=True), self.analyzer, self._device, self._dtype)
+        try:
+            yield view
+        finally:
+            view.close()
 
     def _writable(self) -> Store:
         if not self.store.writable:
@@ -215,66 +214,15 @@ class Engine:
         stops the re-scoring when it runs out (the hits not judged by then keep their order; the
         generator's first load does not count)."""
         started = time.monotonic()
-        if text is not None and not isinstance(text, str):
-            raise MoairError(f"query text must be a string, not {type(text).__name__}")
-        text = text.strip() if text else None
-        if not text and image is None:
-            raise MoairError("give a text query, an image query, or both")
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-            raise MoairError(f"k must be a whole number from 1 to {MAX_K}, got {k!r}")
-        if modality is not None and modality not in MODALITIES:
-            raise MoairError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
-        for name, value in (("min_score", min_score), ("max_drop", max_drop)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
-                raise MoairError(f"{name} must be a number, got {value!r}")
-        if max_drop is not None and max_drop < 0:
-            raise MoairError(f"max_drop must be 0 or more, got {max_drop!r}")
-        if isinstance(rerank, bool) or not isinstance(rerank, int) or not 0 <= rerank <= MAX_RERANK:
-            raise MoairError(f"rerank must be a whole number from 0 to {MAX_RERANK}, got {rerank!r}")
-        if rerank and not text:
-            raise MoairError("rerank needs a text query (the generator is asked whether each hit matches it)")
-        _check_budget(time_budget)
+        request = SearchRequest(text, image, k, modality, min_score, max_drop, rerank, time_budget)
         if len(self.store) == 0:
             return []
-
-        parsed = parse_query(text, has_image=image is not None)  # an instruction steers; it is not matched
-        text = parsed.text
-        if rerank and not text:
-            raise MoairError("rerank needs a text to match besides the instruction")
-        if modality is None and parsed.wants and self.store.catalog.holds(parsed.wants):
-            modality = parsed.wants
-        analysis = None
-        if image is not None:
-            try:
-                analysis = self.analyzer.analyze(load_image(image))
-            except ImageError as e:
-                raise MoairError(f"query image: {e}") from None
-        verbal = verbalize(analysis.perception) if analysis else None
-        reference = None  # the image a composed query changes: not an answer to it (CIRR leaves it out too)
-        if analysis is not None and text:
-            reference = self.store.catalog.item_id_for_hash(analysis.image.content_hash)
-        elif analysis is not None and mostly_text(analysis.perception):
-            text = verbal.text  # a picture of a sentence is matched by what it says (E5-V's trick)
-            analysis, verbal = None, None
-        backbone = self.analyzer.backbone
-        cross_modal = getattr(backbone, "cross_modal", False)
-        decision = gate(text, has_image=analysis is not None, image_has_text=bool(verbal and verbal.text), text_reaches_visual=cross_modal)
-        wanted = {"caption": text or self.analyzer.caption(verbal)}
-        if decision.weights["text"] > 0:
-            wanted["text"] = decision.text_for_ocr or (verbal.text if verbal else "")
-        parts: dict[str, np.ndarray | None] = {name: self._query_embedding(query) for name, query in wanted.items()}
-        if analysis is not None and text and hasattr(backbone, "embed_composed"):  # "this image, but ..."
-            parts["visual"] = backbone.embed_composed(analysis, text)
-        else:
-            parts["visual"] = backbone.embed([analysis])[0] if analysis else None
-        from_text = frozenset()
-        if analysis is None and decision.weights["visual"] > 0:  # a text query into the image space
-            parts["visual"], from_text = backbone.embed_texts([text])[0], frozenset({"visual"})
-        query = self.store.query_layout.compose(self.store.project_parts(parts), decision.weights, from_text)
-        hits = self._hits(query, max(k, rerank) + (reference is not None), modality, min_score, max_drop, text,
-                          analysis.perception if analysis else None)
-        if reference is not None:
-            hits = [h.model_copy(update={"rank": rank}) for rank, h in enumerate((h for h in hits if h.item_id != reference), start=1)]
+        query = self.queries.encode(request, self.store)
+        text = query.text
+        hits = search_hits(self.store, query.row, max(k, rerank) + (query.reference is not None), query.modality, min_score, max_drop,
+                           text, query.perception)
+        if query.reference is not None:
+            hits = [h.model_copy(update={"rank": rank}) for rank, h in enumerate((h for h in hits if h.item_id != query.reference), start=1)]
         deadline = started + time_budget if time_budget is not None else None
         if rerank and hits and (deadline is None or time.monotonic() < deadline):  # no time left: no model loaded
             records = {r.item_id: r for r in self.store.catalog.items([h.item_id for h in hits[:rerank]])}
@@ -292,34 +240,8 @@ class Engine:
         if not records:
             raise NotFound(f"{item_id} is not in the index")
         query = self.store.query_layout.item_query(self.store.item_vectors([item_id])[0])
-        hits = [h for h in self._hits(query, min(k + 1, MAX_K), modality, None, None, None, records[0].perception) if h.item_id != item_id]
+        hits = [h for h in search_hits(self.store, query, min(k + 1, MAX_K), modality, None, None, None, records[0].perception) if h.item_id != item_id]
         return [h.model_copy(update={"rank": rank}) for rank, h in enumerate(hits[:k], start=1)]
-
-    def _hits(
-        self, query: np.ndarray, k: int, modality, min_score, max_drop, text: str | None, perception
-    ) -> list[SearchHit]:
-        """Search with one composed query row and describe the hits."""
-        scores, ids = self.store.search(query[None], k, modality=modality)
-        # cut on the scores as shown (4 decimals), so a shown score used as --min-score keeps its hit
-        found = cut_by_score([(round(float(s), 4), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0], min_score, max_drop)
-        item_ids = [i for _, i in found]
-        contributions = self.store.query_layout.contributions(query, self.store.item_vectors(item_ids))
-        records = {r.item_id: r for r in self.store.catalog.items(item_ids)}
-        hits = []
-        for rank, ((score, item_id), parts_score) in enumerate(zip(found, contributions), start=1):
-            record = records[item_id]
-            hits.append(
-                SearchHit(
-                    rank=rank,
-                    item_id=item_id,
-                    path=record.paths[0] if record.paths else "",
-                    score=score,
-                    contributions=parts_score,
-                    evidence=evidence(record, text, perception),
-                    other_paths=record.paths[1:],
-                )
-            )
-        return hits
 
     @_damage_said
     def reload(self) -> None:
@@ -387,6 +309,10 @@ class Engine:
                 self._generator = GENERATORS.create("gemma", device=self._device, dtype=self._dtype)
         return self._generator if self.generator_wrapper is None else self.generator_wrapper(self._generator)
 
+    def reranked_by(self, hits: Sequence[SearchHit]) -> str | None:
+        """The generator whose P("Yes") ordered ``hits`` (``search(rerank=N)``), or None."""
+        return self.generator().version if any(h.rerank_score is not None for h in hits) else None
+
     def _loaded_generator(self) -> tuple[object, float]:
         """The generator and the seconds loading it took now (next to none once it is loaded): a
         time budget counts generative work, not the first load (Gemma's converts it: 1-2 minutes)."""
@@ -407,7 +333,9 @@ class Engine:
         started = time.monotonic()
         if not isinstance(question, str) or not question.strip():
             raise MoairError("give a question")
-        _check_budget(time_budget)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_ASK_K:
+            raise MoairError(f"k must be a whole number from 1 to {MAX_ASK_K} (the items an answer is written from), got {k!r}")
+        check_budget(time_budget)
         hits = self.search(question, k=k)
         records = {r.item_id: candidate(r) for r in self.store.catalog.items([h.item_id for h in hits])}
         generator, deadline = _NoGenerator(), started + time_budget
@@ -435,9 +363,9 @@ class Engine:
         **training,
     ) -> dict[str, TrainingReport]:
         """Train a projection head per embedding space on text triples (a jsonl file or ``Triple``s;
-        E5-V's recipe, see ``indexer.head``) and search through them from now on; the stored vectors
+        E5-V's recipe, see ``indexer.head_training``) and search through them from now on; the stored vectors
         are projected, nothing is embedded again. ``spaces`` defaults to all of ``head_spaces()``;
-        ``training`` goes to ``indexer.head.train_head`` (steps, batch_size, lr, seed, ...)."""
+        ``training`` goes to ``indexer.head_training.train_head`` (steps, batch_size, lr, seed, ...)."""
         if isinstance(triples, (str, Path)):
             triples = read_triples(triples)
         spaces = self._head_spaces(spaces)
@@ -512,16 +440,15 @@ def _path_list(paths, what: str) -> list[str | os.PathLike]:
 
 
 def _refuse_other_models(
-    path: Path, config: IndexConfig, text_embedder: str, backbone: str, checkpoint, expert_checkpoints, experts: Sequence[str]
+    path: Path, config: IndexConfig, text_embedder: str | None, backbone: str | None, checkpoint, expert_checkpoints,
+    experts: Sequence[str] | None,
 ) -> None:
-    """An existing index keeps the models it was built with: asking for others is a mistake to
-    say out loud, not to ignore (its stored vectors would not match them)."""
+    """An existing index keeps the models it was built with: asking for others (anything but
+    None, "not asked") is a mistake to say out loud, not to ignore (its stored vectors would not
+    match them)."""
     new_index = "a different one needs a new index (another --index path)"
-    for what, asked, default, built in (
-        ("text embedder", text_embedder, DEFAULT_TEXT_EMBEDDER, config.text_embedder),
-        ("backbone", backbone, DEFAULT_BACKBONE, config.backbone),
-    ):
-        if asked != default and asked != built:
+    for what, asked, built in (("text embedder", text_embedder, config.text_embedder), ("backbone", backbone, config.backbone)):
+        if asked is not None and asked != built:
             raise MoairError(f"{path} was built with the {built} {what}; {new_index}")
     if checkpoint and str(Path(checkpoint).expanduser().absolute()) != config.backbone_options.get("checkpoint"):
         raise MoairError(f"{path} was built with the {config.backbone} backbone {config.backbone_options or ''}; {new_index}")
@@ -529,13 +456,8 @@ def _refuse_other_models(
         if config.expert_options.get(name, {}).get("checkpoint") != str(Path(folder).expanduser().absolute()):
             raise MoairError(f"{path} was built without the {name} expert from {folder}; {new_index}")
     built_experts = set(config.experts) - set(config.expert_options)
-    if tuple(experts) != DEFAULT_EXPERTS and set(experts) != built_experts:  # the defaults mean "whatever it has"
+    if experts is not None and set(experts) != built_experts:
         raise MoairError(f"{path} was built with the experts {', '.join(sorted(built_experts))}; {new_index}")
-
-
-def _check_budget(seconds: float | None) -> None:
-    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= MAX_BUDGET):
-        raise MoairError(f"time_budget must be a number of seconds above 0 and at most {MAX_BUDGET}, got {seconds!r}")
 
 
 class _NoGenerator:
@@ -546,18 +468,3 @@ class _NoGenerator:
 
     def stream(self, *args, **kwargs) -> Iterator[str]:
         return iter(())
-
-
-def cut_by_score(
-    found: list[tuple[float, int]], min_score: float | None, max_drop: float | None
-) -> list[tuple[float, int]]:
-    """(score, id) pairs, best first, kept while at or above ``min_score`` and until the first
-    fall of more than ``max_drop`` from one hit to the next. Works on any index's ranking."""
-    kept: list[tuple[float, int]] = []
-    for score, item_id in found:
-        if min_score is not None and score < min_score:
-            break
-        if max_drop is not None and kept and kept[-1][0] - score > max_drop:
-            break
-        kept.append((score, item_id))
-    return kept

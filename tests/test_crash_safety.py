@@ -23,6 +23,7 @@ from PIL import Image, ImageOps
 from indexer.shards import FOLDER as VECTORS
 from indexer.store import DB_NAME
 from retriever import Engine, MoairError
+from retriever.search import top_k
 
 MOAIR = str(Path(sys.executable).parent / "moair")
 BASES = ("dog", "horses", "person", "giraffe", "eagle", "scream", "astronaut", "chelsea", "coffee", "rocket")
@@ -524,7 +525,7 @@ def test_kill_9_at_random_moments_loses_nothing_committed(tmp_path):
             assert len(engine) == len(now)
             for key in rng.sample(sorted(now), min(5, len(now))):  # found through FAISS by its own vector
                 item_id = engine.inspect(key).item_id
-                found = engine.store.search(engine.store.item_vectors([item_id]), k=3)[1][0]
+                found = top_k(engine.store, engine.store.item_vectors([item_id]), k=3)[1][0]
                 assert item_id in found, f"run {runs}: {key} {engine.stats().model_dump(include={'index_type', 'search_knob', 'tombstones', 'items', 'shards', 'recall_estimate', 'tuned_items'})}"
         committed = now
     print(f"{kills} kills in {runs} runs, {kills_mid_work} after the run had changed the index")

@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 from indexer.experts import EXPERTS
 from indexer.experts.relations import spatial_predicate
 from indexer.images import load_image
-from indexer.pipeline import Analyzer
+from indexer.analyzer import Analyzer
 
 
 @pytest.fixture(scope="session")

