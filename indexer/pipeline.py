@@ -163,18 +163,21 @@ def _process(work: _Work, known: Callable[[str], bool], analyzer: Analyzer, layo
     return _Processed(work, digest, item)
 
 
-def index_paths(
-    store: Store,
-    analyzer: Analyzer,
-    paths: Iterable[str | Path],
-    progress: ProgressCallback | None = None,
-    prune: bool = True,
-) -> IndexReport:
-    """Bring the index up to date with ``paths``: new and changed images are analysed, known
-    content is linked without re-embedding, files deleted from a given folder are dropped
-    (``prune``). Safe to interrupt: every finished batch is committed."""
-    started = time.perf_counter()
-    report = IndexReport()
+@dataclass
+class Plan:
+    """What an indexing run of some paths has to do, found from the files' sizes and times and the
+    catalog alone (no model runs): the files to analyse, the stale items (content hash -> the
+    path that re-analyses it), and the indexed and bad paths that are gone from disk."""
+
+    todo: list[_Work]
+    stale: dict[str, str]
+    gone: list[str]
+    bad_gone: list[str]
+
+
+def plan_files(store: Store, paths: Iterable[str | Path], versions: dict[str, str], prune: bool, report: IndexReport) -> Plan:
+    """Plan a run over ``paths`` for models of these ``versions``; the files it will not touch are
+    counted in ``report`` (unchanged, bad before, unreadable)."""
     found = find_images(paths, skip=store.path)
     report.failed += [(str(folder), reason) for folder, reason in found.unlisted]
     on_disk = {str(f) for f in found.files}
@@ -185,7 +188,7 @@ def index_paths(
     bad_gone = [p for root in found.roots if prune for p in store.catalog.skipped_under(root) if p not in on_disk and found.listed(p)]
 
     # Content analysed by older expert or encoder versions is analysed again, through one of its files.
-    stale = store.catalog.stale_items(analyzer.versions())
+    stale = store.catalog.stale_items(versions)
     stale_paths = set(stale.values())
 
     todo: list[_Work] = []
@@ -205,8 +208,24 @@ def index_paths(
             continue
         report.retried += bool(bad and bad.retried)
         todo.append(_Work(str(f), stat.st_size, stat.st_mtime_ns, image=str(f)))
+    return Plan(todo, stale, gone, bad_gone)
+
+
+def index_paths(
+    store: Store,
+    analyzer: Analyzer,
+    paths: Iterable[str | Path],
+    progress: ProgressCallback | None = None,
+    prune: bool = True,
+) -> IndexReport:
+    """Bring the index up to date with ``paths``: new and changed images are analysed, known
+    content is linked without re-embedding, files deleted from a given folder are dropped
+    (``prune``). Safe to interrupt: every finished batch is committed."""
+    started = time.perf_counter()
+    report = IndexReport()
+    plan = plan_files(store, paths, analyzer.versions(), prune, report)
     with _disk_full_said(store, report):
-        _index_work(store, analyzer, todo, stale, report, progress, gone, bad_gone)
+        _index_work(store, analyzer, plan.todo, plan.stale, report, progress, plan.gone, plan.bad_gone)
     report.seconds = time.perf_counter() - started
     return report
 
