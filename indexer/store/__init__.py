@@ -150,7 +150,7 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _writer(self) -> None:
+    def _check_writable(self) -> None:
         if not self.writable:
             raise MoairError("this index was opened read-only")
 
@@ -180,7 +180,7 @@ class Store:
         used). The head files are written first, the vector index is built again from the stored
         vectors, and the configuration naming the heads is committed together with the new vector
         index: a crash at any point leaves the old index or the new one, whole."""
-        self._writer()
+        self._check_writable()
         folder = self.path / HEADS_FOLDER
         records, active = dict(self.config.heads), dict(self.projection.heads)
         sample = self._chance_sample()
@@ -317,7 +317,7 @@ class Store:
         item id; its old vector becomes a tombstone, as do the vectors of deleted items. A large
         first import into an auto index leaves exact search mid-run, before Flat takes all the
         memory (``maintain``)."""
-        self._writer()
+        self._check_writable()
         added, dead = self.catalog.commit(new_items, files, removed_paths, skipped)
         if added:
             self.vectors.add(np.array(added, np.int64), self.projection.rows(np.stack([i.vector for i in new_items])))

@@ -188,7 +188,7 @@ class VectorIndex:
         target on queries composed with ``layout``; the old one is searched until it is done."""
         shards = self._built(progress)
         self._tune(shards, layout)
-        if note:
+        if note and not shards.problems:  # a type that could not be trained says so instead
             shards.problems.append(note)
         self.shards = shards
         self._changed()
