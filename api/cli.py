@@ -44,10 +44,16 @@ MAX_CONNECTIONS = 512  # open connections and requests in flight the server take
 IndexOption = typer.Option(..., "--index", "-i", envvar="MOAIR_INDEX", help="Index directory (or set MOAIR_INDEX).")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
 DeviceOption = typer.Option(
-    "auto", "--device", envvar="MOAIR_DEVICE", help="Where a checkpoint backbone runs: auto (CUDA when there is a GPU), cpu, cuda, cuda:1."
+    "auto",
+    "--device",
+    envvar="MOAIR_DEVICE",
+    help="Where a checkpoint backbone runs: auto (CUDA when there is a GPU), cpu, cuda, cuda:1.",
 )
 DtypeOption = typer.Option(
-    "auto", "--dtype", envvar="MOAIR_DTYPE", help="A checkpoint backbone's precision: auto (float16 on a GPU), float32, float16, bfloat16."
+    "auto",
+    "--dtype",
+    envvar="MOAIR_DTYPE",
+    help="A checkpoint backbone's precision: auto (float16 on a GPU), float32, float16, bfloat16.",
 )
 IndexTypeOption = typer.Option(
     None,
@@ -56,10 +62,16 @@ IndexTypeOption = typer.Option(
     " index_factory string, e.g. Flat, IVF4096_HNSW32,SQ8, OPQ64_256,IVF4096_HNSW32,PQ64, HNSW32. Kept by the index.",
 )
 MemoryBudgetOption = typer.Option(
-    None, "--memory-budget", help="Memory the vector index may take, e.g. 2GiB (auto type; default: a quarter of exact Flat's)."
+    None,
+    "--memory-budget",
+    help="Memory the vector index may take, e.g. 2GiB (auto type; default: a quarter of exact Flat's).",
 )
 RecallTargetOption = typer.Option(
-    None, "--recall-target", min=0.01, max=1.0, help="Recall@10 against exact search that nprobe/efSearch are tuned to (default 0.95)."
+    None,
+    "--recall-target",
+    min=0.01,
+    max=1.0,
+    help="Recall@10 against exact search that nprobe/efSearch are tuned to (default 0.95).",
 )
 
 
@@ -85,20 +97,28 @@ def index(
         "with a checkpoint backbone, text queries reach the image space too.",
     ),
     checkpoint: Optional[Path] = typer.Option(
-        None, "--checkpoint", help="The checkpoint folder for --backbone clip, e5v or moai (config.json, *.safetensors, tokenizer and "
+        None,
+        "--checkpoint",
+        help="The checkpoint folder for --backbone clip, e5v or moai (config.json, *.safetensors, tokenizer and "
         "preprocessor files); for openclip, an open_clip folder (open_clip_config.json + weights) or one weights file "
-        "(.safetensors, .pt, .bin) with --model-name."
+        "(.safetensors, .pt, .bin) with --model-name.",
     ),
     model_name: Optional[str] = typer.Option(
-        None, "--model-name", help="For --backbone openclip with a single weights file: its open_clip architecture "
-        "(e.g. ViT-B-32, ViT-B-16-SigLIP; see open_clip.list_models())."
+        None,
+        "--model-name",
+        help="For --backbone openclip with a single weights file: its open_clip architecture "
+        "(e.g. ViT-B-32, ViT-B-16-SigLIP; see open_clip.list_models()).",
     ),
     expert: List[str] = typer.Option(
-        [], "--expert", help="Another perception expert from a local checkpoint folder, as NAME=DIR: owlv2 (open-world "
+        [],
+        "--expert",
+        help="Another perception expert from a local checkpoint folder, as NAME=DIR: owlv2 (open-world "
         "detection, MoAI's 1,847 names) or panoptic (Mask2Former COCO panoptic); repeat for both. For a new index.",
     ),
     without_expert: List[str] = typer.Option(
-        [], "--without-expert", help=f"Leave a default perception expert out of a new index (repeat for more): "
+        [],
+        "--without-expert",
+        help=f"Leave a default perception expert out of a new index (repeat for more): "
         f"{', '.join(DEFAULT_EXPERTS)}. E.g. --without-expert hangul where Tesseract's Korean model is not installed.",
     ),
     device: str = DeviceOption,
@@ -119,14 +139,24 @@ def index(
     for given in expert:
         name, _, folder = given.partition("=")
         if not folder:
-            raise MoairError(f"--expert takes NAME=DIR (e.g. owlv2=~/models/owlv2-base-patch16-ensemble), not {given!r}")
+            raise MoairError(
+                f"--expert takes NAME=DIR (e.g. owlv2=~/models/owlv2-base-patch16-ensemble), not {given!r}"
+            )
         expert_checkpoints[name.strip()] = Path(folder).expanduser()
     unknown = sorted(set(without_expert) - set(DEFAULT_EXPERTS))
     if unknown:
         raise MoairError(f"--without-expert takes one of {', '.join(DEFAULT_EXPERTS)}, not {', '.join(unknown)}")
     with Engine.open(
-        index_path, create=True, text_embedder=text_embedder, backbone=backbone, checkpoint=checkpoint,
-        experts=[name for name in DEFAULT_EXPERTS if name not in without_expert] if without_expert else None, expert_checkpoints=expert_checkpoints, device=device, dtype=dtype, model_name=model_name,
+        index_path,
+        create=True,
+        text_embedder=text_embedder,
+        backbone=backbone,
+        checkpoint=checkpoint,
+        experts=[name for name in DEFAULT_EXPERTS if name not in without_expert] if without_expert else None,
+        expert_checkpoints=expert_checkpoints,
+        device=device,
+        dtype=dtype,
+        model_name=model_name,
     ) as engine:
         _configure(engine, index_type, memory_budget, recall_target)
         with progress_bar(not quiet and not as_json, "indexing") as progress:
@@ -142,9 +172,13 @@ def index(
 
 @app.command()
 def search(
-    query: Optional[str] = typer.Argument(None, help="Text query, English or Korean. Quote words to match text in images."),
+    query: Optional[str] = typer.Argument(
+        None, help="Text query, English or Korean. Quote words to match text in images."
+    ),
     index_path: Path = IndexOption,
-    image: Optional[Path] = typer.Option(None, "--image", help="Query image (alone, or with the text for image + text search)."),
+    image: Optional[Path] = typer.Option(
+        None, "--image", help="Query image (alone, or with the text for image + text search)."
+    ),
     k: int = typer.Option(10, "-k", "--k", min=1, max=MAX_K, help="Number of results."),
     min_score: Optional[float] = typer.Option(None, "--min-score", help="Drop hits scoring below this."),
     max_drop: Optional[float] = typer.Option(
@@ -152,12 +186,19 @@ def search(
     ),
     modality: Optional[str] = typer.Option(None, "--modality", help="Only items that are image, text or image,text."),
     rerank: int = typer.Option(
-        0, "--rerank", min=0, max=MAX_RERANK, help="Re-score the top N hits of a text query with a generative model as P(\"Yes\") "
+        0,
+        "--rerank",
+        min=0,
+        max=MAX_RERANK,
+        help='Re-score the top N hits of a text query with a generative model as P("Yes") '
         "for \"Does this image match: QUERY?\" (MoAI when it is the index's backbone, else Gemma-3 270M over each item's "
         "description) and order them by it. Off by default: see the README for what it measured.",
     ),
     time_budget: Optional[float] = typer.Option(
-        None, "--time-budget", min=0.001, help="Seconds the search (with --rerank) may take; hits not re-scored by then keep their order."
+        None,
+        "--time-budget",
+        min=0.001,
+        help="Seconds the search (with --rerank) may take; hits not re-scored by then keep their order.",
     ),
     device: str = DeviceOption,
     dtype: str = DtypeOption,
@@ -169,7 +210,14 @@ def search(
 
     with Engine.open(index_path, device=device, dtype=dtype) as engine:
         hits = engine.search(
-            query, image=image, k=k, modality=modality, min_score=min_score, max_drop=max_drop, rerank=rerank, time_budget=time_budget
+            query,
+            image=image,
+            k=k,
+            modality=modality,
+            min_score=min_score,
+            max_drop=max_drop,
+            rerank=rerank,
+            time_budget=time_budget,
         )
         reranked_by = engine.reranked_by(hits)
     if as_json:
@@ -259,13 +307,17 @@ def optimize(
 
 @app.command()
 def ask(
-    question: str = typer.Argument(..., help="A question about the collection, e.g. \"what is written on the sign?\"."),
+    question: str = typer.Argument(..., help='A question about the collection, e.g. "what is written on the sign?".'),
     index_path: Path = IndexOption,
     k: int = typer.Option(5, "-k", "--k", min=1, max=MAX_ASK_K, help="Items retrieved to answer from."),
     min_score: float = typer.Option(
-        0.0, "--min-score", help="Retrieval score an item needs to be used as a source (0: above chance level); with none, the answer is \"not found in the collection\"."
+        0.0,
+        "--min-score",
+        help='Retrieval score an item needs to be used as a source (0: above chance level); with none, the answer is "not found in the collection".',
     ),
-    time_budget: float = typer.Option(60.0, "--time-budget", min=0.001, help="Seconds for the whole answer; it stops where the budget ends."),
+    time_budget: float = typer.Option(
+        60.0, "--time-budget", min=0.001, help="Seconds for the whole answer; it stops where the budget ends."
+    ),
     device: str = DeviceOption,
     dtype: str = DtypeOption,
     as_json: bool = JsonOption,
@@ -287,18 +339,25 @@ def ask(
 @app.command("train-head")
 def train_head_command(
     triples: Optional[Path] = typer.Argument(
-        None, help="A jsonl file of text triples, one per line: {\"query\": ..., \"positive\": ..., \"negative\": ...} "
+        None,
+        help='A jsonl file of text triples, one per line: {"query": ..., "positive": ..., "negative": ...} '
         "(negative optional; SimCSE's sent0/sent1/hard_neg also read). Lines that are not usable are skipped and reported.",
     ),
     index_path: Path = IndexOption,
     space: List[str] = typer.Option(
-        [], "--space", help="Train only this embedding space (repeatable): language (the text embedder: captions, OCR "
+        [],
+        "--space",
+        help="Train only this embedding space (repeatable): language (the text embedder: captions, OCR "
         "text, text queries) or visual (a cross-modal backbone's shared space). Default: every space the index has.",
     ),
     steps: int = typer.Option(300, "--steps", min=1, help="Optimiser steps (the best held-out step is kept)."),
-    batch_size: int = typer.Option(32, "--batch-size", min=2, help="Triples per step; the other triples of a batch are the negatives."),
+    batch_size: int = typer.Option(
+        32, "--batch-size", min=2, help="Triples per step; the other triples of a batch are the negatives."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the held-out split and the batches."),
-    remove_heads: bool = typer.Option(False, "--remove", help="Search without projection heads again (of --space, or all)."),
+    remove_heads: bool = typer.Option(
+        False, "--remove", help="Search without projection heads again (of --space, or all)."
+    ),
     device: str = DeviceOption,
     dtype: str = DtypeOption,
     as_json: bool = JsonOption,
@@ -320,7 +379,10 @@ def train_head_command(
             if as_json:
                 print(json.dumps({"heads": info.heads}))
             else:
-                out.print(f"projection heads now: {', '.join(f'{k} {v}' for k, v in info.heads.items()) or 'none'}", highlight=False)
+                out.print(
+                    f"projection heads now: {', '.join(f'{k} {v}' for k, v in info.heads.items()) or 'none'}",
+                    highlight=False,
+                )
             return
         from indexer.head_training import read_triples
 
@@ -336,13 +398,22 @@ def train_head_command(
                 if bars[stage]:
                     bars[stage](done, total)
 
-            reports = engine.train_head(data, spaces=space or None, progress=progress, steps=steps, batch_size=batch_size, seed=seed)
+            reports = engine.train_head(
+                data, spaces=space or None, progress=progress, steps=steps, batch_size=batch_size, seed=seed
+            )
         info = engine.stats()
     if as_json:
-        print(json.dumps({
-            "triples": len(data), "skipped_lines": data.skipped, "problems": data.problems, "heads": info.heads,
-            "reports": {name: report.model_dump() for name, report in reports.items()},
-        }))
+        print(
+            json.dumps(
+                {
+                    "triples": len(data),
+                    "skipped_lines": data.skipped,
+                    "problems": data.problems,
+                    "heads": info.heads,
+                    "reports": {name: report.model_dump() for name, report in reports.items()},
+                }
+            )
+        )
         return
     print_head_reports(reports, info.heads)
 
@@ -383,9 +454,15 @@ def demo(
 @app.command()
 def doctor(
     index_path: Optional[Path] = typer.Option(
-        None, "--index", "-i", envvar="MOAIR_INDEX", help="Check the models of this index (checkpoint backbones and experts included)."
+        None,
+        "--index",
+        "-i",
+        envvar="MOAIR_INDEX",
+        help="Check the models of this index (checkpoint backbones and experts included).",
     ),
-    generator: bool = typer.Option(False, "--generator", help="Also load the generative model (rerank, ask); Gemma's first load takes 1-2 minutes."),
+    generator: bool = typer.Option(
+        False, "--generator", help="Also load the generative model (rerank, ask); Gemma's first load takes 1-2 minutes."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Show the state of the install: each model (experts, text embedders, backbones, generators),
@@ -407,18 +484,27 @@ def serve(
     index_path: Path = IndexOption,
     host: str = typer.Option("127.0.0.1", help="Address to listen on; 127.0.0.1 keeps it to this machine."),
     port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
-    uploads: Optional[Path] = typer.Option(None, help="Folder for images added through the API (default: the uploads folder inside the index)."),
+    uploads: Optional[Path] = typer.Option(
+        None, help="Folder for images added through the API (default: the uploads folder inside the index)."
+    ),
     cors_origin: List[str] = typer.Option(
-        [], "--cors-origin", help="A web origin (e.g. https://photos.example.org) whose pages may call the API; repeat for more. Off by default."
+        [],
+        "--cors-origin",
+        help="A web origin (e.g. https://photos.example.org) whose pages may call the API; repeat for more. Off by default.",
     ),
     device: str = DeviceOption,
     dtype: str = DtypeOption,
     max_time_budget: float = typer.Option(
-        120.0, "--max-time-budget", min=0.001, help="Seconds of generative work (rerank, /ask answers) one request may take at most."
+        120.0,
+        "--max-time-budget",
+        min=0.001,
+        help="Seconds of generative work (rerank, /ask answers) one request may take at most.",
     ),
     allowed_host: List[str] = typer.Option(
-        [], "--allowed-host", help="A host name clients use to reach this server (e.g. photos.example.org); repeat for more. "
-        "IP addresses and localhost are always answered; other names are refused (DNS rebinding)."
+        [],
+        "--allowed-host",
+        help="A host name clients use to reach this server (e.g. photos.example.org); repeat for more. "
+        "IP addresses and localhost are always answered; other names are refused (DNS rebinding).",
     ),
 ) -> None:
     """Serve the index over HTTP: the web page at /, the API at /search, /ask, /items, /jobs, ...
@@ -432,11 +518,24 @@ def serve(
     from api.server import create_app
 
     app = create_app(
-        index_path, uploads=uploads, cors_origins=tuple(cors_origin), device=device, dtype=dtype, max_time_budget=max_time_budget,
+        index_path,
+        uploads=uploads,
+        cors_origins=tuple(cors_origin),
+        device=device,
+        dtype=dtype,
+        max_time_budget=max_time_budget,
         allowed_hosts=(*allowed_host, *([host] if host not in ("0.0.0.0", "::") else [])),
     )
     out.print(f"moair: serving {index_path} at http://{host}:{port}/ (API docs at /docs; Ctrl-C stops)")
-    uvicorn.run(app, host=host, port=port, log_level="warning", http=GuardedH11, timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        http=GuardedH11,
+        timeout_keep_alive=5,
+        limit_concurrency=MAX_CONNECTIONS,
+    )
 
 
 eval_app = typer.Typer(help="Measure retrieval quality on a benchmark.", no_args_is_help=True)
@@ -445,16 +544,32 @@ app.add_typer(eval_app, name="eval")
 
 @eval_app.command("mbeir")
 def eval_mbeir(
-    root: Path = typer.Option(..., "--root", help="The M-BEIR folder (query/, cand_pool/, qrels/, instructions/, mbeir_images/)."),
-    work: Path = typer.Option(..., "--work", help="Where pool indexes, rankings and results are kept; a rerun resumes from it."),
+    root: Path = typer.Option(
+        ..., "--root", help="The M-BEIR folder (query/, cand_pool/, qrels/, instructions/, mbeir_images/)."
+    ),
+    work: Path = typer.Option(
+        ..., "--work", help="Where pool indexes, rankings and results are kept; a rerun resumes from it."
+    ),
     split: str = typer.Option("test", "--split", help="Query split: test, val or train."),
-    tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated tasks, e.g. mscoco_task0,cirr_task7 (default: UniIR's 16)."),
-    pool: str = typer.Option("local", "--pool", help="local: each task's own pool (M-BEIR_local); global: the union pool."),
-    ks: Optional[str] = typer.Option(None, "--k", help="Comma-separated k for Recall@k (default: 1,5,10; 10,20,50 for the fashion sets)."),
+    tasks: Optional[str] = typer.Option(
+        None, "--tasks", help="Comma-separated tasks, e.g. mscoco_task0,cirr_task7 (default: UniIR's 16)."
+    ),
+    pool: str = typer.Option(
+        "local", "--pool", help="local: each task's own pool (M-BEIR_local); global: the union pool."
+    ),
+    ks: Optional[str] = typer.Option(
+        None, "--k", help="Comma-separated k for Recall@k (default: 1,5,10; 10,20,50 for the fashion sets)."
+    ),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results JSON here."),
     run_file: Optional[Path] = typer.Option(None, "--run-file", help="Also write the TREC run file here."),
     no_instruct: bool = typer.Option(False, "--no-instruct", help="Embed queries without UniIR's task instructions."),
-    rerank: int = typer.Option(0, "--rerank", min=0, max=MAX_RERANK, help="Re-score the top N hits of each text query with the generator (see search --rerank)."),
+    rerank: int = typer.Option(
+        0,
+        "--rerank",
+        min=0,
+        max=MAX_RERANK,
+        help="Re-score the top N hits of each text query with the generator (see search --rerank).",
+    ),
 ) -> None:
     """Recall@k on M-BEIR, computed as UniIR computes it (a hit rate per query, averaged per task
     and over tasks). Writes WORK/mbeir-SPLIT-POOL.{json,md,run} and prints the table."""
@@ -482,7 +597,10 @@ def eval_mbeir(
         result.write_run_file(run_file)
     for pool_file, report in result.pool_reports.items():
         for key, reason in report.skipped + report.failed:
-            err.print(f"[yellow]skipped candidate[/yellow] {escape(key)} ({escape(pool_file)}): {escape(reason)}", soft_wrap=True)
+            err.print(
+                f"[yellow]skipped candidate[/yellow] {escape(key)} ({escape(pool_file)}): {escape(reason)}",
+                soft_wrap=True,
+            )
     out.print(result.to_markdown(), highlight=False, markup=False)
 
 

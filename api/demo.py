@@ -36,13 +36,20 @@ def run_demo(cache: Path, k: int, as_json: bool) -> bool:
             report = engine.add([folder], progress=progress, prune=True)
         items = len(engine)
         if not as_json:
-            out.print(f"[bold]sample photos[/bold] in {escape(str(folder))}; index at {escape(str(index_path))}", highlight=False)
+            out.print(
+                f"[bold]sample photos[/bold] in {escape(str(folder))}; index at {escape(str(index_path))}",
+                highlight=False,
+            )
             print_report(report, items)
         if items == 0:
-            raise MoairError("the demo indexed none of the sample photos (see the reasons above); `moair doctor` checks the models")
+            raise MoairError(
+                "the demo indexed none of the sample photos (see the reasons above); `moair doctor` checks the models"
+            )
         missing = [name for name in SAMPLE_FILES if engine.store.catalog.item_id_for_path(str(folder / name)) is None]
         if missing:
-            problems.append(f"{len(missing)} of the {len(SAMPLE_FILES)} sample photos are not indexed: {', '.join(missing)}")
+            problems.append(
+                f"{len(missing)} of the {len(SAMPLE_FILES)} sample photos are not indexed: {', '.join(missing)}"
+            )
         for kind, query, expected in DEMO_SEARCHES:
             if kind == "image":
                 query = str(folder / query)
@@ -50,20 +57,42 @@ def run_demo(cache: Path, k: int, as_json: bool) -> bool:
             found = Path(hits[0].path).name if hits else None
             if found != expected:
                 problems.append(f"the {kind} search {query!r} found {found or 'nothing'} first, not {expected}")
-            results.append({"kind": kind, "query": query, "expected": expected, "found": found, "hits": [h.model_dump() for h in hits]})
+            results.append(
+                {
+                    "kind": kind,
+                    "query": query,
+                    "expected": expected,
+                    "found": found,
+                    "hits": [h.model_dump() for h in hits],
+                }
+            )
             if not as_json:
                 mark = "[green]✓[/green]" if found == expected else "[red]✗[/red]"
-                out.print(f"\n{mark} [bold]{kind} query:[/bold] {escape(query)} [dim](expected first: {expected})[/dim]", highlight=False)
+                out.print(
+                    f"\n{mark} [bold]{kind} query:[/bold] {escape(query)} [dim](expected first: {expected})[/dim]",
+                    highlight=False,
+                )
                 print_hits(hits)
     if as_json:
-        print(json.dumps(
-            {"index": str(index_path), "report": report_dict(report, items), "searches": results, "problems": problems},
-            ensure_ascii=False,
-        ))
+        print(
+            json.dumps(
+                {
+                    "index": str(index_path),
+                    "report": report_dict(report, items),
+                    "searches": results,
+                    "problems": problems,
+                },
+                ensure_ascii=False,
+            )
+        )
     elif problems:
         for problem in problems:
             err.print(f"[red]demo check failed[/red]: {escape(problem)}", highlight=False, soft_wrap=True)
-        err.print("this install does not give what a working one gives; `moair doctor` lists each model and its packages")
+        err.print(
+            "this install does not give what a working one gives; `moair doctor` lists each model and its packages"
+        )
     else:
-        out.print(f"\ndemo check passed: {len(SAMPLE_FILES)} sample photos indexed, {len(DEMO_SEARCHES)} searches found their photo first")
+        out.print(
+            f"\ndemo check passed: {len(SAMPLE_FILES)} sample photos indexed, {len(DEMO_SEARCHES)} searches found their photo first"
+        )
     return not problems

@@ -46,8 +46,13 @@ async def send_error(send, status: int, message: str, headers: dict[str, str] | 
     """An ``{"error": ...}`` answer straight from ASGI (before any route or body)."""
     body = json.dumps({"error": message}).encode()
     extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -71,7 +76,9 @@ class RequestGuard:
     """ASGI middleware: Host allow-list, cross-site refusal and the API key, before anything else
     (see the module docstring)."""
 
-    def __init__(self, app, api_key: str | None, allowed_hosts: tuple[str, ...] = (), cors_origins: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, app, api_key: str | None, allowed_hosts: tuple[str, ...] = (), cors_origins: tuple[str, ...] = ()
+    ) -> None:
         self.app = app
         self.api_key = api_key
         self.allowed_hosts = {"localhost", *(_host_name(h) for h in allowed_hosts)}
@@ -91,13 +98,19 @@ class RequestGuard:
         host = headers.get("host", "")
         name = _host_name(host)
         if not (_is_ip(name) or name in self.allowed_hosts or name.endswith(".localhost")):
-            raise Refused(421, f"this server does not answer to the host name {name!r}; start it with --allowed-host {name} to allow it")
+            raise Refused(
+                421,
+                f"this server does not answer to the host name {name!r}; start it with --allowed-host {name} to allow it",
+            )
         origin = headers.get("origin")
         if method not in SAFE_METHODS and origin is not None:
             own = {f"http://{host}".lower(), f"https://{host}".lower()}
             if origin.rstrip("/").lower() not in own | self.cors_origins:
-                raise Refused(403, f"a request from another site's page ({origin}) may not change or use this server; "
-                                   "allow that site with --cors-origin")
+                raise Refused(
+                    403,
+                    f"a request from another site's page ({origin}) may not change or use this server; "
+                    "allow that site with --cors-origin",
+                )
         if self.api_key is not None and path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES):
             if not key_matches(headers, self.api_key):
                 raise Refused(401, "missing or wrong API key (send X-API-Key)", {"WWW-Authenticate": "Bearer"})
@@ -132,8 +145,10 @@ class DecodeBudget:
         cost = decode_cost(image)
         with self._lock:
             if self.in_use and self.in_use + cost > self.budget:
-                raise Busy(f"the server is decoding other large images ({self.in_use >> 20} MiB of its "
-                           f"{self.budget >> 20} MiB); try again in a moment")
+                raise Busy(
+                    f"the server is decoding other large images ({self.in_use >> 20} MiB of its "
+                    f"{self.budget >> 20} MiB); try again in a moment"
+                )
             self.in_use += cost
         try:
             yield

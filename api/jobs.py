@@ -110,7 +110,11 @@ class UploadQueue:
         for temp in self.folder.glob(f"{TEMP_PREFIX}*"):
             temp.unlink(missing_ok=True)  # a write cut short; its request was never answered
         store = self.served.engine.store
-        pending = [p for p in sorted(self.folder.iterdir()) if p.is_file() and store.catalog.file_state(str(p)) is None and _worth_trying(store, p)]
+        pending = [
+            p
+            for p in sorted(self.folder.iterdir())
+            if p.is_file() and store.catalog.file_state(str(p)) is None and _worth_trying(store, p)
+        ]
         return self.submit({p: p.name for p in pending}, []) if pending else None
 
     def get(self, job_id: str) -> Job | None:
@@ -147,10 +151,18 @@ class UploadQueue:
             return
         names = {str(path): name for path, name in files.items()}
         not_indexed = report.skipped + report.failed
-        rejected = job.rejected + [Rejected(name=names.get(path, Path(path).name), reason=reason) for path, reason in not_indexed]
+        rejected = job.rejected + [
+            Rejected(name=names.get(path, Path(path).name), reason=reason) for path, reason in not_indexed
+        ]
         self._update(
-            job, state="done", done=len(files), added=report.added + report.updated, linked=report.linked,
-            unchanged=report.unchanged, rejected=rejected, item_ids=[i for i in item_ids if i is not None],
+            job,
+            state="done",
+            done=len(files),
+            added=report.added + report.updated,
+            linked=report.linked,
+            unchanged=report.unchanged,
+            rejected=rejected,
+            item_ids=[i for i in item_ids if i is not None],
             finished=time.time(),
         )
 

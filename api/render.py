@@ -35,7 +35,11 @@ def progress_bars(enabled: bool) -> Iterator[Callable[[str], Optional[ProgressCa
         yield lambda label: None
         return
     columns = [
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
         TimeRemainingColumn(),
     ]
     with Progress(*columns, console=err, transient=False) as bars:
@@ -77,7 +81,11 @@ def print_report(report: IndexReport, items: int) -> None:
     for path, reason in report.skipped:
         err.print(f"[yellow]skipped[/yellow] {escape(path)}: {escape(reason)}", highlight=False, soft_wrap=True)
     for path, reason in report.failed:
-        err.print(f"[yellow]failed[/yellow] {escape(path)}: {escape(reason)} (tried again next run)", highlight=False, soft_wrap=True)
+        err.print(
+            f"[yellow]failed[/yellow] {escape(path)}: {escape(reason)} (tried again next run)",
+            highlight=False,
+            soft_wrap=True,
+        )
     line = (
         f"{report.added} added, {report.linked} linked (content already indexed), {report.unchanged} unchanged, "
         f"{report.removed} removed, {len(report.skipped)} skipped"
@@ -97,7 +105,9 @@ def print_report(report: IndexReport, items: int) -> None:
     if report.maintenance:
         out.print(report.maintenance, highlight=False, markup=False)
     if report.interrupted:
-        err.print("[yellow]interrupted[/yellow]: everything analysed so far is saved; run the same command again to resume")
+        err.print(
+            "[yellow]interrupted[/yellow]: everything analysed so far is saved; run the same command again to resume"
+        )
 
 
 def print_hits(hits: list[SearchHit], reranked_by: str | None = None) -> None:
@@ -120,7 +130,9 @@ def print_hits(hits: list[SearchHit], reranked_by: str | None = None) -> None:
     out.print(table)
     if reranked_by:
         judged = sum(h.rerank_score is not None for h in hits)
-        out.print(f'ordered by P("Yes") from {reranked_by} ({judged} judged); score is the retrieval score', highlight=False)
+        out.print(
+            f'ordered by P("Yes") from {reranked_by} ({judged} judged); score is the retrieval score', highlight=False
+        )
 
 
 def print_stats(info) -> None:
@@ -140,9 +152,15 @@ def print_stats(info) -> None:
     rows = [
         ("items", f"{info.items} ({kinds})"),
         ("paths and keys", str(info.paths)),
-        ("skipped", f"{info.bad_files} bad files (remembered until they change), {info.failed} failed (tried again next run)"),
-        ("index type", f"{info.index_type} ({'chosen automatically' if info.requested_index_type == 'auto' else 'as requested'}),"
-         f" {info.dim} dimensions, {search_kind}"),
+        (
+            "skipped",
+            f"{info.bad_files} bad files (remembered until they change), {info.failed} failed (tried again next run)",
+        ),
+        (
+            "index type",
+            f"{info.index_type} ({'chosen automatically' if info.requested_index_type == 'auto' else 'as requested'}),"
+            f" {info.dim} dimensions, {search_kind}",
+        ),
         ("shards", f"{info.shards}, {info.tombstones} tombstones (deleted or replaced vectors skipped at search)"),
         ("recall@10 estimate", recall),
         ("memory (vector index)", memory),
@@ -171,8 +189,12 @@ def print_verify(report) -> None:
         err.print("the repair was made in memory; the next moair index, remove or optimize saves it", highlight=False)
     for line in report.problems:
         err.print(f"[red]problem[/red] {escape(line)}", highlight=False, soft_wrap=True)
-    out.print("ok: the index is consistent" if report.ok else f"{len(report.problems)} problem(s): restore the index from a backup, "
-              "or build it again with moair index", highlight=False)
+    out.print(
+        "ok: the index is consistent"
+        if report.ok
+        else f"{len(report.problems)} problem(s): restore the index from a backup, or build it again with moair index",
+        highlight=False,
+    )
 
 
 def print_answer_event(event) -> None:
@@ -189,19 +211,45 @@ def print_answer_event(event) -> None:
     else:
         out.print()
         cites = ", ".join(f"[{c.number}] item {c.item_id} {c.path}" for c in event.citations)
-        err.print(f"cites {escape(cites)}" + (" (stopped by the time budget or length limit)" if event.truncated else "")
-                  + f"; {event.generator}, {event.seconds:.1f} s", highlight=False, soft_wrap=True)
+        err.print(
+            f"cites {escape(cites)}"
+            + (" (stopped by the time budget or length limit)" if event.truncated else "")
+            + f"; {event.generator}, {event.seconds:.1f} s",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def print_record(record) -> None:
     """What the experts saw in one item and how it was verbalized."""
     p = record.perception
-    out.print(f"[bold]item {record.item_id}[/bold]  {p.width}x{p.height}  {escape(', '.join(record.paths))}", highlight=False)
-    out.print("objects: " + (", ".join(f"{d.label} {d.score:.2f} {list(d.box)}" for d in p.detections) or "none"), highlight=False, markup=False)
-    out.print("tags: " + (", ".join(f"{t.label} {t.score:.2f}" for t in p.tags) or "none"), highlight=False, markup=False)
-    out.print("text: " + (" | ".join(f"{t.text} ({t.score:.2f})" for t in p.text) or ("unreadable" if p.text_present else "none")), highlight=False, markup=False)
-    out.print("colours: " + (", ".join(f"{c.name} {c.fraction:.0%}" for c in p.colors) or "none"), highlight=False, markup=False)
-    out.print("relations: " + (", ".join(f"{r.subject} {r.predicate} {r.object}" for r in p.relations) or "none"), highlight=False, markup=False)
+    out.print(
+        f"[bold]item {record.item_id}[/bold]  {p.width}x{p.height}  {escape(', '.join(record.paths))}", highlight=False
+    )
+    out.print(
+        "objects: " + (", ".join(f"{d.label} {d.score:.2f} {list(d.box)}" for d in p.detections) or "none"),
+        highlight=False,
+        markup=False,
+    )
+    out.print(
+        "tags: " + (", ".join(f"{t.label} {t.score:.2f}" for t in p.tags) or "none"), highlight=False, markup=False
+    )
+    out.print(
+        "text: "
+        + (" | ".join(f"{t.text} ({t.score:.2f})" for t in p.text) or ("unreadable" if p.text_present else "none")),
+        highlight=False,
+        markup=False,
+    )
+    out.print(
+        "colours: " + (", ".join(f"{c.name} {c.fraction:.0%}" for c in p.colors) or "none"),
+        highlight=False,
+        markup=False,
+    )
+    out.print(
+        "relations: " + (", ".join(f"{r.subject} {r.predicate} {r.object}" for r in p.relations) or "none"),
+        highlight=False,
+        markup=False,
+    )
     out.print(f"\n[bold]MoAI verbalization[/bold]\n{escape(record.verbalization.moai.strip())}", highlight=False)
     out.print(f"\n[bold]retrieval phrasing[/bold]\n{escape(record.verbalization.retrieval)}", highlight=False)
     if record.verbalization.retrieval_ko:
@@ -214,13 +262,21 @@ def print_checks(checks) -> None:
     for column in ("model", "status", "packages"):
         table.add_column(column, overflow="fold")
     for c in checks:
-        status = {True: f"[green]ok[/green] {c.seconds:.2f} s", False: "[red]FAILED[/red]", None: "[dim]not checked[/dim]"}[c.ok]
+        status = {
+            True: f"[green]ok[/green] {c.seconds:.2f} s",
+            False: "[red]FAILED[/red]",
+            None: "[dim]not checked[/dim]",
+        }[c.ok]
         packages = ", ".join(f"{name} {version or '(not installed)'}" for name, version in c.packages.items())
         table.add_row(f"{c.kind} {c.name}", status, escape(packages))
     out.print(table)
     for c in checks:
         if c.ok is False:
-            err.print(f"[red]{c.kind} {c.name}[/red]: {escape(c.detail)}\n  fix: {escape(c.fix)}", highlight=False, soft_wrap=True)
+            err.print(
+                f"[red]{c.kind} {c.name}[/red]: {escape(c.detail)}\n  fix: {escape(c.fix)}",
+                highlight=False,
+                soft_wrap=True,
+            )
         elif c.ok is None:
             out.print(f"[dim]{c.kind} {c.name}: {escape(c.detail)}[/dim]", highlight=False, soft_wrap=True)
 

@@ -14,7 +14,9 @@ from indexer.records import Modality, SearchHit
 from retriever.generative.ask import SUPPORT_FLOOR
 from retriever.query import DEFAULT_ASK_BUDGET, MAX_ASK_K, MAX_BUDGET, MAX_K, MAX_RERANK
 
-PAGE_NOTE = f"Skip this many hits (pagination). Search goes {MAX_K} hits deep: a page past that comes back short or empty."
+PAGE_NOTE = (
+    f"Skip this many hits (pagination). Search goes {MAX_K} hits deep: a page past that comes back short or empty."
+)
 
 # A character that is not a space, as Python's str.strip sees spaces: besides Unicode's White_Space
 # (regex \s), it strips the separators U+001C..U+001F, so "\x1f" alone is no query.
@@ -34,14 +36,23 @@ class SearchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
 
-    text: str = Field(min_length=1, max_length=2000, pattern=VISIBLE, description="The query; needs a character that is not a space.")
+    text: str = Field(
+        min_length=1, max_length=2000, pattern=VISIBLE, description="The query; needs a character that is not a space."
+    )
     k: int = Field(10, ge=1, le=MAX_K)
     offset: int = Field(0, ge=0, le=MAX_K - 1, description=PAGE_NOTE)
     modality: Optional[Modality] = None
     min_score: Optional[float] = None
     max_drop: Optional[float] = Field(None, ge=0)
-    rerank: int = Field(0, ge=0, le=MAX_RERANK, description='Re-score the top N hits with a generative model as P("Yes") that they match.')
-    time_budget: Optional[float] = Field(None, gt=0, le=MAX_BUDGET, description="Seconds the re-scoring may take (within the server's cap).")
+    rerank: int = Field(
+        0,
+        ge=0,
+        le=MAX_RERANK,
+        description='Re-score the top N hits with a generative model as P("Yes") that they match.',
+    )
+    time_budget: Optional[float] = Field(
+        None, gt=0, le=MAX_BUDGET, description="Seconds the re-scoring may take (within the server's cap)."
+    )
 
 
 class SearchResponse(BaseModel):
@@ -59,7 +70,9 @@ class AskRequest(BaseModel):
     question: str = Field(min_length=1, max_length=2000, pattern=VISIBLE)
     k: int = Field(5, ge=1, le=MAX_ASK_K, description="Items retrieved to answer from.")
     min_score: float = Field(SUPPORT_FLOOR, description="Retrieval score an item needs to be a source.")
-    time_budget: float = Field(DEFAULT_ASK_BUDGET, gt=0, le=MAX_BUDGET, description="Seconds for the whole answer (within the server's cap).")
+    time_budget: float = Field(
+        DEFAULT_ASK_BUDGET, gt=0, le=MAX_BUDGET, description="Seconds for the whole answer (within the server's cap)."
+    )
     stream: bool = Field(True, description="Server-sent events (sources, token..., answer) instead of one JSON answer.")
 
 

@@ -74,7 +74,9 @@ class ServedEngine:
         self._readers = 0
         self._searching = 0
         self._reloading = False
-        self._search_pool = ThreadPoolExecutor(search_threads, thread_name_prefix="moair-search", initializer=_search_thread)
+        self._search_pool = ThreadPoolExecutor(
+            search_threads, thread_name_prefix="moair-search", initializer=_search_thread
+        )
         self._generation_pool = ThreadPoolExecutor(1, thread_name_prefix="moair-generate", initializer=_search_thread)
         self._generating = 0  # requests on or waiting for the generation thread
         self._generator_pool = ThreadPoolExecutor(1, thread_name_prefix="moair-load-generator")
@@ -91,8 +93,11 @@ class ServedEngine:
             load = self._generator_load
         await asyncio.wait([asyncio.wrap_future(load)], timeout=seconds)
         if not load.done():
-            raise Busy("the generative model (rerank, answers) is loading; its first load takes a minute or two, "
-                       "try again then", retry_after=LOADING_RETRY_AFTER)
+            raise Busy(
+                "the generative model (rerank, answers) is loading; its first load takes a minute or two, "
+                "try again then",
+                retry_after=LOADING_RETRY_AFTER,
+            )
         if load.exception() is not None:
             with self._state:
                 if self._generator_load is load:

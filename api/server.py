@@ -110,7 +110,9 @@ def create_app(
     api_key = (api_key if api_key is not None else os.environ.get("MOAIR_API_KEY")) or None  # "": no key
     if api_key is not None and not re.fullmatch(r"[\x21-\x7e]+", api_key):
         # HTTP headers carry ASCII: any other key could never be sent, and every request would get 401
-        raise MoairError("the API key (MOAIR_API_KEY) must be printable ASCII without spaces; choose another, e.g. python -c 'import secrets; print(secrets.token_urlsafe())'")
+        raise MoairError(
+            "the API key (MOAIR_API_KEY) must be printable ASCII without spaces; choose another, e.g. python -c 'import secrets; print(secrets.token_urlsafe())'"
+        )
     engine = Engine.open(index_path, device=device, dtype=dtype)
     served = ServedEngine(engine)
     queue = UploadQueue(served, Path(uploads).expanduser().absolute() if uploads else engine.store.path / "uploads")
@@ -123,7 +125,10 @@ def create_app(
         await run_in_threadpool(served.close)
 
     app = FastAPI(
-        title="moair", description="Search a photo collection by text, image, or both.", version="0.1.0", lifespan=lifespan
+        title="moair",
+        description="Search a photo collection by text, image, or both.",
+        version="0.1.0",
+        lifespan=lifespan,
     )
     app.state.engine = engine
     app.state.moair = Shared(served, queue, DecodeBudget(decode_budget), api_key, max_upload_bytes, max_time_budget)
@@ -131,7 +136,9 @@ def create_app(
     app.add_middleware(RequestGuard, api_key=api_key, allowed_hosts=allowed_hosts, cors_origins=cors_origins)
     if cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST", "DELETE"],
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["X-API-Key", "Authorization", "Content-Type"],
         )
 
@@ -150,7 +157,9 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
-        return JSONResponse({"error": f"internal error ({type(error).__name__}); the server log has the details"}, status_code=500)
+        return JSONResponse(
+            {"error": f"internal error ({type(error).__name__}); the server log has the details"}, status_code=500
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:

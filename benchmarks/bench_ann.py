@@ -239,13 +239,18 @@ def synthetic_catalog(database: np.ndarray, folder: Path) -> Catalog:
     ``VectorIndex`` builds from and re-ranks lossy codes with, read from SQLite as moair reads them."""
     dim = database.shape[1]
     layout = Layout(blocks=[Block(name="caption", dim=dim - 1, unrelated_similarity=0.0)])
-    Catalog.create(folder, IndexConfig(text_embedder="synthetic", backbone="synthetic", experts={}, layout=layout, created_at=0.0))
+    Catalog.create(
+        folder, IndexConfig(text_embedder="synthetic", backbone="synthetic", experts={}, layout=layout, created_at=0.0)
+    )
     catalog, _ = Catalog.open(folder, writable=True)
     perception, verbalization = Perception(width=1, height=1), Verbalization(moai="", retrieval="")
     for start in range(0, len(database), GENERATE_CHUNK):
         names = [str(i) for i in range(start, min(start + GENERATE_CHUNK, len(database)))]
         catalog.commit(
-            [NewItem(name, perception, verbalization, row, {}) for name, row in zip(names, database[start : start + len(names)])],
+            [
+                NewItem(name, perception, verbalization, row, {})
+                for name, row in zip(names, database[start : start + len(names)])
+            ],
             [FileEntry(name, 0, 0, name) for name in names],
         )
     return catalog
@@ -271,7 +276,9 @@ def bench_moair_index(
     candidates that the exact vectors from the catalog re-rank."""
     n, dim = database.shape
     build_started = time.perf_counter()
-    index = VectorIndex(Shards(folder, dim, VectorManifest(requested=spec)), catalog.vector_chunks, catalog.live_vector_ids)
+    index = VectorIndex(
+        Shards(folder, dim, VectorManifest(requested=spec)), catalog.vector_chunks, catalog.live_vector_ids
+    )
     index.build()
     build_s = time.perf_counter() - build_started
     training = ann.training_size(ann.build_index(spec, dim), n, dim)
@@ -295,7 +302,9 @@ def bench_moair_index(
             value = values[position]
             seconds, found = best_run(lambda: search(queries, k, value), min_total_s=0.5)
             qps = len(queries) / seconds
-            sweep.append({"knob": knob.name, "value": value, "recall": ann.recall_at_k(found, truth), "qps_batched": qps})
+            sweep.append(
+                {"knob": knob.name, "value": value, "recall": ann.recall_at_k(found, truth), "qps_batched": qps}
+            )
             if value >= tuning.value and (value >= SWEEP_BEYOND_TUNED * tuning.value or qps < exact_qps_batched):
                 break
             # tuning found no value reaching the target and this one is already far slower than exact: skip to the
@@ -304,7 +313,9 @@ def bench_moair_index(
             position = values.index(tuning.value) if jump else position + 1
         reported = next(row for row in sweep if row["value"] == tuning.value)
         recall, qps_batched = reported["recall"], reported["qps_batched"]
-        setting = f"{spec}, {tuning.knob}={tuning.value}" + (f", top {factor * k} re-ranked from disk" if factor > 1 else "")
+        setting = f"{spec}, {tuning.knob}={tuning.value}" + (
+            f", top {factor * k} re-ranked from disk" if factor > 1 else ""
+        )
     else:
         seconds, found = best_run(lambda: search(queries, k, None))
         recall, qps_batched = ann.recall_at_k(found, truth), len(queries) / seconds
@@ -381,7 +392,11 @@ def bench_hnswlib(
 
 
 def data_summary(
-    database: np.ndarray, queries: np.ndarray, query_clusters: np.ndarray, clusters: np.ndarray, truth: np.ndarray,
+    database: np.ndarray,
+    queries: np.ndarray,
+    query_clusters: np.ndarray,
+    clusters: np.ndarray,
+    truth: np.ndarray,
     truth_scores: np.ndarray,
 ) -> dict[str, float]:
     """How meaningful the neighbours are: cosine of the 1st and k-th true neighbour against random pairs."""
@@ -447,7 +462,9 @@ def bench_section(n: int, dim: int, nq: int, k: int, seed: int, started: float) 
         if quantizer is not None and not spec.endswith(",SQ8"):
             sq8 = f"{quantizer},SQ8"
             log(f"n {n:,} dim {dim}: {sq8} (same lists, SQ8 codes, re-ranked the same way)", started)
-            results.append(bench_moair_index(f"moair IVF-HNSW SQ8 ({sq8})", sq8, catalog, Path(tmp) / "sq8", *moair_args))
+            results.append(
+                bench_moair_index(f"moair IVF-HNSW SQ8 ({sq8})", sq8, catalog, Path(tmp) / "sq8", *moair_args)
+            )
         catalog.close()
     log(f"n {n:,} dim {dim}: hnswlib", started)
     results.append(bench_hnswlib(database, queries, truth, k, seed, started))
@@ -572,7 +589,7 @@ def markdown(report: dict) -> str:
         f"below {TARGET_RECALL}). QPS single: one call per query after 5 warm-up calls, over all {nq} queries, "
         f"except: the exact rows (FAISS Flat, numpy, moair auto when it is Flat) time at most the first "
         f"{BRUTE_SINGLE_QUERIES}, and any loop stops once it has run {SINGLE_BUDGET_S:.0f} s with at least "
-        f"{SINGLE_MIN_QUERIES} timed; the cell says how many when not all (\"(100 q)\"). FAISS IVF and hnswlib "
+        f'{SINGLE_MIN_QUERIES} timed; the cell says how many when not all ("(100 q)"). FAISS IVF and hnswlib '
         f"search a single query on one thread (they parallelise over queries). QPS batched: all {nq} queries in "
         "one call, best of repeated runs. Memory: serialized index size (FAISS, ids included), save_index file "
         "size (hnswlib), array bytes (numpy).",

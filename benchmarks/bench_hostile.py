@@ -88,7 +88,9 @@ def hostile_files(work: Path, photos: list[Path]) -> tuple[Row, Path, list]:
     index = work / "hostile.moair"
     started = time.monotonic()
     run, peak = measured_moair("index", work / "photos", "--index", index, "--json")
-    row.notes.append(f"{len(cases)} files ({len(photos)} real photos), indexed in {time.monotonic() - started:.0f} s, peak {peak:.0f} MiB")
+    row.notes.append(
+        f"{len(cases)} files ({len(photos)} real photos), indexed in {time.monotonic() - started:.0f} s, peak {peak:.0f} MiB"
+    )
     report = json.loads(run.stdout)
     reasons = {s["path"]: s["reason"] for s in report["skipped"] + report["failed"]}
     with Engine.open(index) as engine:
@@ -127,7 +129,9 @@ def kills(work: Path, count: int, rng: random.Random) -> Row:
     mid_work = 0
     folder = work / "photos"
     started = time.monotonic()
-    subprocess.run([MOAIR, "index", str(folder), "--index", str(work / "timed.moair"), "-q"], capture_output=True, check=True)
+    subprocess.run(
+        [MOAIR, "index", str(folder), "--index", str(work / "timed.moair"), "-q"], capture_output=True, check=True
+    )
     run_seconds = time.monotonic() - started  # a whole run: the kills fall within it
     for _ in range(count * 3):
         if row.tried >= count:
@@ -135,8 +139,12 @@ def kills(work: Path, count: int, rng: random.Random) -> Row:
         if index.exists() and rng.random() < 0.5:  # index a fresh copy of the hostile files' folder too
             shutil.rmtree(index)
             committed = set()
-        process = subprocess.Popen([MOAIR, "index", str(folder), "--index", str(index), "-q"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [MOAIR, "index", str(folder), "--index", str(index), "-q"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
         try:
             process.wait(timeout=rng.uniform(0.5, run_seconds))
             committed = committed_paths(index)
@@ -151,10 +159,14 @@ def kills(work: Path, count: int, rng: random.Random) -> Row:
             with Engine.open(index) as engine:
                 problems = engine.verify().problems
         row.lost += len(gone)
-        row.case(not gone and not problems, f"kill {row.tried + 1}: {len(gone)} committed paths gone, problems {problems}")
+        row.case(
+            not gone and not problems, f"kill {row.tried + 1}: {len(gone)} committed paths gone, problems {problems}"
+        )
         mid_work += now != committed
         committed = now
-    row.notes.append(f"{row.tried} kills at random moments of `moair index` runs, {mid_work} after the run had committed some")
+    row.notes.append(
+        f"{row.tried} kills at random moments of `moair index` runs, {mid_work} after the run had committed some"
+    )
     return row
 
 
@@ -191,20 +203,36 @@ def damaged_files(work: Path, source: Path, rng: random.Random) -> Row:
         with open(index / DB_NAME, "r+b") as f:
             f.seek(rng.randrange(2, pages) * 4096 + 100)
             f.write(rng.randbytes(3000))
-        runs = [subprocess.run([MOAIR, *command, "--index", str(index)], capture_output=True, text=True, timeout=300)
-                for command in (["search", "a dog"], ["index", str(work / "photos")], ["verify"])]
-        said = all(r.returncode == 0 or one_error_line(r, "is damaged") or (r.returncode == 1 and "problem" in r.stderr) for r in runs)
-        row.case(said and "Traceback" not in "".join(r.stderr for r in runs), f"random bytes in database page: {[r.stderr[-300:] for r in runs]}")
+        runs = [
+            subprocess.run([MOAIR, *command, "--index", str(index)], capture_output=True, text=True, timeout=300)
+            for command in (["search", "a dog"], ["index", str(work / "photos")], ["verify"])
+        ]
+        said = all(
+            r.returncode == 0 or one_error_line(r, "is damaged") or (r.returncode == 1 and "problem" in r.stderr)
+            for r in runs
+        )
+        row.case(
+            said and "Traceback" not in "".join(r.stderr for r in runs),
+            f"random bytes in database page: {[r.stderr[-300:] for r in runs]}",
+        )
     index = copy("config")
     with sqlite3.connect(index / DB_NAME) as db:
         db.execute("UPDATE meta SET value = substr(value, 1, 40) WHERE key = 'config'")
-    row.case(one_error_line(subprocess.run([MOAIR, "stats", "--index", str(index)], capture_output=True, text=True), "configuration row"),
-             "damaged configuration row")
+    row.case(
+        one_error_line(
+            subprocess.run([MOAIR, "stats", "--index", str(index)], capture_output=True, text=True), "configuration row"
+        ),
+        "damaged configuration row",
+    )
     index = copy("folder")
     shutil.rmtree(index / VECTORS_FOLDER)
     (index / VECTORS_FOLDER).write_text("x")
-    row.case(one_error_line(subprocess.run([MOAIR, "stats", "--index", str(index)], capture_output=True, text=True), "is a file"),
-             "a file where the vectors folder goes")
+    row.case(
+        one_error_line(
+            subprocess.run([MOAIR, "stats", "--index", str(index)], capture_output=True, text=True), "is a file"
+        ),
+        "a file where the vectors folder goes",
+    )
     return row
 
 
@@ -227,33 +255,70 @@ def hostile_http(work: Path, source: Path, repeats: int) -> Row:
                 body_ok = set(response.json()) == {"error"}
             except ValueError:
                 body_ok = False
-            row.case(response.status_code == status and body_ok, f"{what}: {response.status_code} {response.text[:120]}")
+            row.case(
+                response.status_code == status and body_ok, f"{what}: {response.status_code} {response.text[:120]}"
+            )
 
         multipart = {"images": ("x.jpg", b"\xff\xd8\xff" + bytes(2000), "image/jpeg")}
         for _ in range(repeats):
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # 90 MiB announced, none sent
-                sock.sendall(f"POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {90 * 2**20}\r\n"
-                             "Content-Type: multipart/form-data; boundary=x\r\n\r\n".encode())
+                sock.sendall(
+                    f"POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {90 * 2**20}\r\n"
+                    "Content-Type: multipart/form-data; boundary=x\r\n\r\n".encode()
+                )
                 answer = sock.recv(4096).decode(errors="replace")
             row.case(answer.startswith("HTTP/1.1 401"), f"no key, 90 MiB announced: {answer[:60]}")
-            expect(httpx.post(f"{url}/search", content=b"{not json", headers={"Content-Type": "application/json"}), 401, "no key, bad JSON")
-            expect(httpx.post(f"{url}/items", files=multipart, headers={**keyed, "Origin": "https://evil.example"}), 403, "cross-site upload")
-            expect(httpx.post(f"{url}/search", json={"text": "a dog"}, headers={**keyed, "Origin": "null"}), 403, "cross-site search")
+            expect(
+                httpx.post(f"{url}/search", content=b"{not json", headers={"Content-Type": "application/json"}),
+                401,
+                "no key, bad JSON",
+            )
+            expect(
+                httpx.post(f"{url}/items", files=multipart, headers={**keyed, "Origin": "https://evil.example"}),
+                403,
+                "cross-site upload",
+            )
+            expect(
+                httpx.post(f"{url}/search", json={"text": "a dog"}, headers={**keyed, "Origin": "null"}),
+                403,
+                "cross-site search",
+            )
             expect(httpx.get(f"{url}/stats", headers={**keyed, "Host": "rebound.evil.example"}), 421, "foreign Host")
             expect(httpx.get(f"{url}/no/such/route", headers=keyed), 404, "unknown route")
             expect(httpx.put(f"{url}/search", json={"text": "a dog"}, headers=keyed), 405, "wrong method")
-            expect(httpx.post(f"{url}/items", content=b"--x\r\nbroken", headers={**keyed, "Content-Type": "multipart/form-data; boundary=x"}),
-                   422, "broken multipart")
+            expect(
+                httpx.post(
+                    f"{url}/items",
+                    content=b"--x\r\nbroken",
+                    headers={**keyed, "Content-Type": "multipart/form-data; boundary=x"},
+                ),
+                422,
+                "broken multipart",
+            )
         png = giant_png()
         before = peak_memory_mib(process.pid)
         with ThreadPoolExecutor(6) as pool:
-            answers = list(pool.map(lambda _: httpx.post(f"{url}/search/image", files={"image": ("big.png", png, "image/png")},
-                                                         data={"k": "1"}, headers=keyed, timeout=600), range(6)))
+            answers = list(
+                pool.map(
+                    lambda _: httpx.post(
+                        f"{url}/search/image",
+                        files={"image": ("big.png", png, "image/png")},
+                        data={"k": "1"},
+                        headers=keyed,
+                        timeout=600,
+                    ),
+                    range(6),
+                )
+            )
         for answer in answers:
-            row.case(answer.status_code == 200 or (answer.status_code == 503 and "retry-after" in answer.headers),
-                     f"100 MP image: {answer.status_code}")
-        row.notes.append(f"six 100 MP PNGs at once: {sorted(a.status_code for a in answers)}, server peak grew "
-                         f"{peak_memory_mib(process.pid) - before:.0f} MiB")
+            row.case(
+                answer.status_code == 200 or (answer.status_code == 503 and "retry-after" in answer.headers),
+                f"100 MP image: {answer.status_code}",
+            )
+        row.notes.append(
+            f"six 100 MP PNGs at once: {sorted(a.status_code for a in answers)}, server peak grew "
+            f"{peak_memory_mib(process.pid) - before:.0f} MiB"
+        )
         idle = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(repeats * 25)]
         for sock in idle[:repeats]:
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # headers never finished
@@ -276,13 +341,27 @@ def wrong_calls(source: Path) -> Row:
     row = Row("wrong Python API calls")
     with Engine.open(source) as engine:
         calls = [
-            lambda: Engine.open(3), lambda: engine.add(b"photo.jpg"), lambda: engine.add(3), lambda: engine.add([None]),
-            lambda: engine.remove(b"x"), lambda: engine.remove([1.5]), lambda: engine.similar("1"), lambda: engine.similar(True),
-            lambda: engine.search(3), lambda: engine.search("a dog", k=0), lambda: engine.search("a dog", k="5"),
-            lambda: engine.search("a dog", modality="video"), lambda: engine.search("a dog", min_score=float("nan")),
-            lambda: engine.search("a dog", rerank=-1), lambda: engine.search(image=b"not an image"), lambda: engine.search(""),
-            lambda: engine.inspect(10**30), lambda: engine.inspect("/no/such/file.jpg"), lambda: engine.add(["\ud800.jpg"]),
-            lambda: engine.ask(""), lambda: engine.search("a dog", time_budget=-1),
+            lambda: Engine.open(3),
+            lambda: engine.add(b"photo.jpg"),
+            lambda: engine.add(3),
+            lambda: engine.add([None]),
+            lambda: engine.remove(b"x"),
+            lambda: engine.remove([1.5]),
+            lambda: engine.similar("1"),
+            lambda: engine.similar(True),
+            lambda: engine.search(3),
+            lambda: engine.search("a dog", k=0),
+            lambda: engine.search("a dog", k="5"),
+            lambda: engine.search("a dog", modality="video"),
+            lambda: engine.search("a dog", min_score=float("nan")),
+            lambda: engine.search("a dog", rerank=-1),
+            lambda: engine.search(image=b"not an image"),
+            lambda: engine.search(""),
+            lambda: engine.inspect(10**30),
+            lambda: engine.inspect("/no/such/file.jpg"),
+            lambda: engine.add(["\ud800.jpg"]),
+            lambda: engine.ask(""),
+            lambda: engine.search("a dog", time_budget=-1),
         ]
         for number, call in enumerate(calls):
             try:
@@ -296,13 +375,22 @@ def wrong_calls(source: Path) -> Row:
 
 
 def markdown(rows: list[Row], meta: dict) -> str:
-    lines = [f"# Hostile use: cases tried, survived, lost ({meta['date']}, {meta['machine']})", "",
-             "| area | cases tried | survived | lost | notes |", "|---|---:|---:|---:|---|"]
+    lines = [
+        f"# Hostile use: cases tried, survived, lost ({meta['date']}, {meta['machine']})",
+        "",
+        "| area | cases tried | survived | lost | notes |",
+        "|---|---:|---:|---:|---|",
+    ]
     for row in rows:
         lines.append(f"| {row.area} | {row.tried} | {row.survived} | {row.lost} | {'; '.join(row.notes)} |")
     failures = [f"- {row.area}: {failure}" for row in rows for failure in row.failures]
-    lines += ["", "Lost: good photos not indexed, committed paths gone after a kill, items gone from a served index.",
-              "", "Not survived:" if failures else "Every case survived.", *failures[:40]]
+    lines += [
+        "",
+        "Lost: good photos not indexed, committed paths gone after a kill, items gone from a served index.",
+        "",
+        "Not survived:" if failures else "Every case survived.",
+        *failures[:40],
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -318,10 +406,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="moair-hostile-") as temporary:
         work = Path(temporary)
         files_row, index, _ = hostile_files(work, photos)
-        rows = [files_row, kills(work, args.kills, rng), damaged_files(work, index, rng), hostile_http(work, index, args.requests),
-                wrong_calls(index)]
-    meta = {"date": datetime.date.today().isoformat(), "machine": f"{os.cpu_count()} cores",
-            "command": " ".join(sys.argv[1:]) or "defaults"}
+        rows = [
+            files_row,
+            kills(work, args.kills, rng),
+            damaged_files(work, index, rng),
+            hostile_http(work, index, args.requests),
+            wrong_calls(index),
+        ]
+    meta = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{os.cpu_count()} cores",
+        "command": " ".join(sys.argv[1:]) or "defaults",
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "hostile.json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
     table = markdown(rows, meta)

@@ -27,14 +27,27 @@ from indexer.store import FileEntry, NewItem
 from retriever import Engine
 
 RESULTS = Path(__file__).parent / "results"
-TEXT_QUERIES = ["a dog", "two horses", "a cat on a sofa", "people flying kites", "고양이", "a red car", "the sign says OPEN", "a cup of coffee"]
+TEXT_QUERIES = [
+    "a dog",
+    "two horses",
+    "a cat on a sofa",
+    "people flying kites",
+    "고양이",
+    "a red car",
+    "the sign says OPEN",
+    "a cup of coffee",
+]
 
 
 def camera_like_collection(folder: Path, count: int, start: int = 0, width: int = 1600) -> list[Path]:
     """``count`` distinct JPEGs ``width`` px wide (4:3-ish) from the sample photos (crops, flips,
     scales); calls with ``start`` past an earlier call's range make different ones."""
     sources, _ = sample_photos()
-    photos = [Image.open(p).convert("RGB") for p in sorted(sources.iterdir()) if p.stem not in ("skimage-page", "skimage-text")]
+    photos = [
+        Image.open(p).convert("RGB")
+        for p in sorted(sources.iterdir())
+        if p.stem not in ("skimage-page", "skimage-text")
+    ]
     out = []
     for i in range(start, start + count):
         image = photos[i % len(photos)]

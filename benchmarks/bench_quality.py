@@ -39,12 +39,30 @@ SPLITS = {"dev": "val", "test": "test"}  # the set's split -> the M-BEIR split i
 TASKS = {"text": ("mscoco_task0", "9", 0), "image": ("nights_task4", "4", 4), "image,text": ("cirr_task7", "8", 7)}
 # Instructions in the style of UniIR's query_instructions.tsv (several per task; the first is used).
 INSTRUCTIONS = [
-    ("text", "image", "MSCOCO", "9", "Find me an everyday image that matches the given caption.",
-     "Identify the image showcasing the described everyday scene."),
-    ("image", "image", "NIGHTS", "4", "Find a day-to-day image that looks similar to the provided image.",
-     "Which everyday image is the most similar to the reference image?"),
-    ("image,text", "image", "CIRR", "8", "Retrieve a day-to-day image that aligns with the modification instructions of the provided image.",
-     "Pull up a common image that reflects the changes described for the given picture."),
+    (
+        "text",
+        "image",
+        "MSCOCO",
+        "9",
+        "Find me an everyday image that matches the given caption.",
+        "Identify the image showcasing the described everyday scene.",
+    ),
+    (
+        "image",
+        "image",
+        "NIGHTS",
+        "4",
+        "Find a day-to-day image that looks similar to the provided image.",
+        "Which everyday image is the most similar to the reference image?",
+    ),
+    (
+        "image,text",
+        "image",
+        "CIRR",
+        "8",
+        "Retrieve a day-to-day image that aligns with the modification instructions of the provided image.",
+        "Pull up a common image that reflects the changes described for the given picture.",
+    ),
 ]
 TASK_NAMES = ",".join(task for task, _, _ in TASKS.values())
 
@@ -60,14 +78,28 @@ def write_set(root: Path, images: dict[str, Path]) -> dict[str, Query]:
         qid = f"{dataset}:{counters[dataset]}"
         counters[dataset] += 1
         by_qid[qid] = query
-        records[task, SPLITS[query.split]].append({
-            "qid": qid, "query_txt": query.text, "query_img_path": str(images[query.image]) if query.image else None,
-            "query_modality": query.modality, "query_src_content": None,
-            "pos_cand_list": [f"{dataset}:{pool_names.index(name)}" for name in query.relevant], "neg_cand_list": [],
-        })
+        records[task, SPLITS[query.split]].append(
+            {
+                "qid": qid,
+                "query_txt": query.text,
+                "query_img_path": str(images[query.image]) if query.image else None,
+                "query_modality": query.modality,
+                "query_src_content": None,
+                "pos_cand_list": [f"{dataset}:{pool_names.index(name)}" for name in query.relevant],
+                "neg_cand_list": [],
+            }
+        )
     for task, dataset, task_id in TASKS.values():
-        pool = [{"did": f"{dataset}:{n}", "txt": None, "img_path": str(images[name]), "modality": "image", "src_content": None}
-                for n, name in enumerate(pool_names)]
+        pool = [
+            {
+                "did": f"{dataset}:{n}",
+                "txt": None,
+                "img_path": str(images[name]),
+                "modality": "image",
+                "src_content": None,
+            }
+            for n, name in enumerate(pool_names)
+        ]
         for split in SPLITS.values():
             _write_jsonl(Layout(root).local_pool(TaskName.parse(task), split), pool)  # MSCOCO names its test pool apart
             queries = records[task, split]
@@ -96,7 +128,9 @@ def read_run(run_file: Path) -> dict[str, list[str]]:
     return {qid: [did for _, did in sorted(hits)] for qid, hits in ranked.items()}
 
 
-def by_type(ranked: dict[str, list[str]], queries: dict[str, Query], root: Path) -> dict[str, dict[str, dict[str, float]]]:
+def by_type(
+    ranked: dict[str, list[str]], queries: dict[str, Query], root: Path
+) -> dict[str, dict[str, dict[str, float]]]:
     """split -> query type -> Recall@k; "text to image" and "all" are added per split."""
     relevant: dict[str, list[str]] = {}
     for qrels_file in root.glob("qrels/*/*.txt"):
@@ -115,7 +149,9 @@ def by_type(ranked: dict[str, list[str]], queries: dict[str, Query], root: Path)
             if query.modality == "text":
                 groups["text to image"][qid] = hits
             groups["all"][qid] = hits
-        table[split] = {kind: {**recall_at_ks(group, qrels, KS), "queries": len(group)} for kind, group in groups.items()}
+        table[split] = {
+            kind: {**recall_at_ks(group, qrels, KS), "queries": len(group)} for kind, group in groups.items()
+        }
     return table
 
 
@@ -124,10 +160,26 @@ def run_cli(code: Path, root: Path, work: Path, instruct: bool) -> dict[str, lis
     ranked = {}
     for split in SPLITS.values():
         run_file = work / f"{split}-{'instructions' if instruct else 'plain'}.run"
-        command = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(code)!r}); from api.cli import main; main()",
-                   "eval", "mbeir", "--root", str(root), "--work", str(work), "--split", split, "--tasks", TASK_NAMES,
-                   "--run-file", str(run_file)]
-        subprocess.run(command + ([] if instruct else ["--no-instruct"]), check=True, cwd=code, capture_output=True, text=True)
+        command = [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {str(code)!r}); from api.cli import main; main()",
+            "eval",
+            "mbeir",
+            "--root",
+            str(root),
+            "--work",
+            str(work),
+            "--split",
+            split,
+            "--tasks",
+            TASK_NAMES,
+            "--run-file",
+            str(run_file),
+        ]
+        subprocess.run(
+            command + ([] if instruct else ["--no-instruct"]), check=True, cwd=code, capture_output=True, text=True
+        )
         ranked.update(read_run(run_file))
     return ranked
 
@@ -155,7 +207,9 @@ def cell(recall: dict[str, float] | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline", type=Path, help="a checkout of the moair version to compare with, run in the same session")
+    parser.add_argument(
+        "--baseline", type=Path, help="a checkout of the moair version to compare with, run in the same session"
+    )
     parser.add_argument("--no-ablation", action="store_true", help="skip the expert ablation")
     args = parser.parse_args()
     here = Path(__file__).resolve().parent.parent
@@ -167,7 +221,9 @@ def main() -> None:
         for label, code in versions.items():
             for instruct in (True, False):
                 name = f"{label}, {'instructions' if instruct else 'no instructions'}"
-                columns[name] = by_type(run_cli(code, root, Path(tmp) / label.replace(" ", "-"), instruct), queries, root)
+                columns[name] = by_type(
+                    run_cli(code, root, Path(tmp) / label.replace(" ", "-"), instruct), queries, root
+                )
                 print(name, {split: cell(t["all"]) for split, t in columns[name].items()}, flush=True)
         if not args.no_ablation:
             for name, ranked in ablation(root, Path(tmp) / "ablation").items():
@@ -179,12 +235,21 @@ def main() -> None:
     kinds = [k for k in kinds if k not in ("text to image", "all")] + ["text to image", "all"]
     lines = ["Recall@1 / @5 / @10 (x100) by query type on moair's development set (benchmarks/devset.py).", ""]
     for split in SPLITS:
-        lines += [f"### {split} split", "", "| query type | queries | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+        lines += [
+            f"### {split} split",
+            "",
+            "| query type | queries | " + " | ".join(columns) + " |",
+            "|---|---|" + "---|" * len(columns),
+        ]
         for kind in kinds:
             first = next(iter(columns.values()))[split].get(kind)
             if first is None:
                 continue
-            lines.append(f"| {kind} | {first['queries']} | " + " | ".join(cell(t[split].get(kind)) for t in columns.values()) + " |")
+            lines.append(
+                f"| {kind} | {first['queries']} | "
+                + " | ".join(cell(t[split].get(kind)) for t in columns.values())
+                + " |"
+            )
         lines.append("")
     (RESULTS / "quality.md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -77,14 +77,23 @@ def main() -> None:
     (RESULTS / "rerank.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     kinds = [kind for kind in next(iter(table.values())) if kind != "seconds"]
     lines = [
-        f"Recall@1 / @5 / @10 (x100) on the development set, {os.cpu_count()} cores; generator {timings['generator']}.", "",
-        "| query type | " + " | ".join(table) + " |", "|---|" + "---|" * len(table),
+        f"Recall@1 / @5 / @10 (x100) on the development set, {os.cpu_count()} cores; generator {timings['generator']}.",
+        "",
+        "| query type | " + " | ".join(table) + " |",
+        "|---|" + "---|" * len(table),
     ]
     for kind in kinds:
-        lines.append(f"| {kind} | " + " | ".join(
-            f"{t[kind]['Recall@1']:.0f} / {t[kind]['Recall@5']:.0f} / {t[kind]['Recall@10']:.0f}" for t in table.values()) + " |")
+        lines.append(
+            f"| {kind} | "
+            + " | ".join(
+                f"{t[kind]['Recall@1']:.0f} / {t[kind]['Recall@5']:.0f} / {t[kind]['Recall@10']:.0f}"
+                for t in table.values()
+            )
+            + " |"
+        )
     lines += [
-        "", f"Judging one candidate: {timings['judge_seconds_per_candidate_batch1'] * 1000:.0f} ms alone, "
+        "",
+        f"Judging one candidate: {timings['judge_seconds_per_candidate_batch1'] * 1000:.0f} ms alone, "
         f"{timings['judge_seconds_per_candidate_batch10'] * 1000:.0f} ms each in a batch of 10. A text search: "
         f"{timings['search_seconds'] * 1000:.0f} ms plain, {timings['search_rerank10_seconds'] * 1000:.0f} ms with --rerank 10 "
         f"({timings['search_rerank10_seconds'] / timings['search_seconds']:.1f}x).",

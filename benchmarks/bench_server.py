@@ -155,8 +155,10 @@ def wait_for_quiet(max_wait: float, server_pid: int | None = None) -> float:
         waited = time.perf_counter() - started
         if other < QUIET_CORES or waited >= max_wait:
             if other >= QUIET_CORES:
-                print(f"  machine still busy after {waited:.0f} s ({other} other cores): measuring anyway",
-                      file=sys.stderr)
+                print(
+                    f"  machine still busy after {waited:.0f} s ({other} other cores): measuring anyway",
+                    file=sys.stderr,
+                )
             return round(waited, 1)
 
 
@@ -495,13 +497,15 @@ def interpretation(result: dict) -> list[str]:
         f" At {_clients(lo)} the server runs at {one_new_ratio:.2f}× the in-process rate, near what one "
         f"single-threaded e5 copy embeds ({one_thread} queries/s, against {e5[f'one_copy_{threads}_threads']} with "
         f"{threads} threads, as the in-process run has them)."
-        if one_new_ratio < 0.9 and 0.7 < new_lo["per_second"] / one_thread < 1.05 else ""
+        if one_new_ratio < 0.9 and 0.7 < new_lo["per_second"] / one_thread < 1.05
+        else ""
     )
     lines = [
         f"- **Where the time goes.** An in-process search for a new text takes {parts['total']} ms: {parts['embed']} "
         f"ms ({parts['embed'] / parts['total']:.0%}) embedding the query (e5-small), {parts['faiss']} ms in FAISS "
         f"({result['items']} items), {parts['rest']} ms for the rest (gate, SQLite, evidence). A repeated text takes "
-        f"{rep_p50} ms (p50)" + (", its embedding cached by the engine" if rep_p50 < 0.5 * first["p50_ms"] else "")
+        f"{rep_p50} ms (p50)"
+        + (", its embedding cached by the engine" if rep_p50 < 0.5 * first["p50_ms"] else "")
         + f". HTTP at {_clients(lo)} adds {one_new['p50_ms'] - _check(result, lo, 'new')['p50_ms']:+.1f} ms (new) "
         f"and {one_rep['p50_ms'] - rep_p50:+.1f} ms (repeated) to the in-process p50; `GET /health` takes "
         f"{result['http_health_1_client']['p50_ms']} ms." + single,
@@ -528,8 +532,12 @@ def interpretation(result: dict) -> list[str]:
         f"server {_cpu_ms(rep_best)} ms of CPU (HTTP, validation, FAISS, SQLite, evidence, JSON) in one Python "
         f"process, which kept {rep_best['server_cores']} cores busy"
         + (": Python code runs on one core at a time (the GIL)" if gil else "")
-        + (f"; the httpx threads took up to {httpx_cores} cores of the {cores}, so wrk's rows are the fairer ones"
-           if httpx_cores > 0.25 else "") + "."
+        + (
+            f"; the httpx threads took up to {httpx_cores} cores of the {cores}, so wrk's rows are the fairer ones"
+            if httpx_cores > 0.25
+            else ""
+        )
+        + "."
     )
     if wrk:
         notes = []
@@ -616,7 +624,8 @@ def markdown(result: dict) -> str:
         + (f" with uncommitted changes to {', '.join(code['uncommitted'])}" if code["uncommitted"] else "")
         + f"; Python {result['versions']['python']}, FastAPI {result['versions']['fastapi']}, uvicorn "
         f"{result['versions']['uvicorn']}, httpx {result['versions']['httpx']}"
-        + (f", wrk {result['versions']['wrk']}" if result["versions"].get("wrk") else "") + "."
+        + (f", wrk {result['versions']['wrk']}" if result["versions"].get("wrk") else "")
+        + "."
     )
     note = (
         "New texts: each request a query never asked before (one of the 30 plus a serial number), so it is embedded; "
@@ -637,8 +646,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="measured seconds per level")
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured seconds before each level")
     parser.add_argument("--check-seconds", type=float, default=5, help="in-process runs just before each level")
-    parser.add_argument("--quiet-wait", type=float, default=120,
-                        help="before each measurement, wait up to this many seconds for other processes to go quiet")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120,
+        help="before each measurement, wait up to this many seconds for other processes to go quiet",
+    )
     parser.add_argument("--no-wrk", action="store_true", help="skip the wrk cross-check even if wrk is installed")
     parser.add_argument("--out", default="server", help="results stem: a bare name goes to benchmarks/results/")
     args = parser.parse_args()

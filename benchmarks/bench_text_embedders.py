@@ -25,7 +25,10 @@ def main() -> None:
     folder, _ = sample_photos()
     rows = []
     for name in TEXT_EMBEDDERS.names():
-        with tempfile.TemporaryDirectory() as tmp, Engine.open(Path(tmp) / "i.moair", create=True, text_embedder=name) as engine:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            Engine.open(Path(tmp) / "i.moair", create=True, text_embedder=name) as engine,
+        ):
             engine.add([folder])
             for language in ("en", "ko"):
                 ranks, started = [], time.perf_counter()
@@ -33,17 +36,27 @@ def main() -> None:
                 for _, query, target in subset:
                     stems = [Path(h.path).stem for h in engine.search(query, k=len(engine))]
                     ranks.append(stems.index(target) + 1)
-                rows.append({
-                    "embedder": name, "language": language, "queries": len(subset),
-                    "recall@1": round(sum(r <= 1 for r in ranks) / len(ranks), 3),
-                    "recall@3": round(sum(r <= 3 for r in ranks) / len(ranks), 3),
-                    "mean_rank": round(sum(ranks) / len(ranks), 2),
-                    "ms_per_query": round((time.perf_counter() - started) / len(subset) * 1000, 1),
-                })
+                rows.append(
+                    {
+                        "embedder": name,
+                        "language": language,
+                        "queries": len(subset),
+                        "recall@1": round(sum(r <= 1 for r in ranks) / len(ranks), 3),
+                        "recall@3": round(sum(r <= 3 for r in ranks) / len(ranks), 3),
+                        "mean_rank": round(sum(ranks) / len(ranks), 2),
+                        "ms_per_query": round((time.perf_counter() - started) / len(subset) * 1000, 1),
+                    }
+                )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "text_embedders.json").write_text(json.dumps(rows, indent=2))
-    lines = ["| embedder | language | queries | Recall@1 | Recall@3 | mean rank | ms/query |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['embedder']} | {r['language']} | {r['queries']} | {r['recall@1']} | {r['recall@3']} | {r['mean_rank']} | {r['ms_per_query']} |" for r in rows]
+    lines = [
+        "| embedder | language | queries | Recall@1 | Recall@3 | mean rank | ms/query |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['embedder']} | {r['language']} | {r['queries']} | {r['recall@1']} | {r['recall@3']} | {r['mean_rank']} | {r['ms_per_query']} |"
+        for r in rows
+    ]
     (RESULTS / "text_embedders.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -35,39 +35,77 @@ BACKGROUNDS = "usr/share/backgrounds"
 
 # short name -> file under /usr/share/backgrounds in one of PACKAGES
 WALLPAPERS = {
-    "ribbon-render": "2004default.jpg", "bridge-cables": "Bridge_by_Sander_Klootwijk.jpg",
-    "dragonfly": "Dragonfly_by_Bolly.jpg", "fossa-abstract": "Fossa_by_Jasper_Roks.jpg",
-    "milky-way-sea": "Infinite-Sea_by_Aury88.jpg", "nuthatch": "Kleiber_by_Lukas_Baubkus.jpg",
-    "diagonal-stripes": "Painting-Colors_by__herobrine7gamer.jpg", "fig-bowl": "Picture_0B_by_freespace.jpg",
-    "paint-brushes": "Picture_1A_by_freespace.jpg", "wine-room": "Wine_by_Jakkub_Mede.jpg",
-    "autumn-mountain": "aitzgorri_by_Aitzol_Berasategi.jpg", "grainy-texture": "analogpattern_by_Peter_Nerlich.jpg",
-    "calla-illustration": "calla.png", "flat-city": "city.png", "flat-desert": "desert.png",
-    "robot-cartoon": "firstgeneration.jpg", "soft-waves": "fluent-color.png", "kylin-2004": "focal-ubuntukylin.png",
-    "toy-bird-lamps": "free_by_Peter_Nerlich.jpg", "two-dogs": "friends_by_Aitzol_Berasategi.jpg",
-    "goldfish-illustration": "goldfish.png", "wall-clock": "greentock_by_Peter_Nerlich.jpg",
-    "forest-stream": "life_by_Aitzol_Berasategi.jpg", "arc-shape": "mate/abstract/Arc-Colors-Transparent-Wallpaper.png",
-    "elephants-painting": "mate/abstract/Elephants.jpg", "flow-swirls": "mate/abstract/Flow.png",
-    "gulp-noise": "mate/abstract/Gulp.png", "silk-blank": "mate/abstract/Silk.png", "spring-blank": "mate/abstract/Spring.png",
-    "waves-blank": "mate/abstract/Waves.png", "mate-logos-blue": "mate/desktop/Float-into-MATE.png",
-    "mate-logo-green": "mate/desktop/GreenTraditional.jpg", "black-fill": "mate/desktop/MATE-Stripes-Dark.png",
-    "white-fill": "mate/desktop/MATE-Stripes-Light.png", "grey-stripes": "mate/desktop/Stripes.png",
-    "blur-cold": "mate/desktop/Ubuntu-Mate-Cold-no-logo.png", "blur-dark": "mate/desktop/Ubuntu-Mate-Dark-no-logo.png",
-    "blur-radioactive": "mate/desktop/Ubuntu-Mate-Radioactive-no-logo.png", "blur-warm": "mate/desktop/Ubuntu-Mate-Warm-no-logo.png",
-    "water-splash": "mate/nature/Aqua.jpg", "green-leaf": "mate/nature/Blinds.jpg", "dune-grass": "mate/nature/Dune.jpg",
-    "orange-flower": "mate/nature/FreshFlower.jpg", "marigold": "mate/nature/Garden.jpg", "green-grass": "mate/nature/GreenMeadow.jpg",
-    "ladybird": "mate/nature/LadyBird.jpg", "raindrops-leaves": "mate/nature/RainDrops.jpg", "storm-road": "mate/nature/Storm.jpg",
-    "dandelion-seeds": "mate/nature/TwoWings.jpg", "wood-planks": "mate/nature/Wood.jpg", "yellow-flower": "mate/nature/YellowFlower.jpg",
-    "snowy-peaks": "picosdeeuropa_by_Aitzol_Berasategi.jpg", "ribbon-render-2": "rhythm.jpg", "paper-roll": "rollpaper.png",
-    "dandelion-field": "seeding_by_Clements_Engelhardt.jpg", "swirl-render": "string.jpg",
-    "mountain-sunset": "sunset_by_Aitzol_Berasategi.jpg", "neon-mouse": "the-mouse.jpg", "gradient-swirl": "umang_by_Abhishek_Mudgal.jpg",
+    "ribbon-render": "2004default.jpg",
+    "bridge-cables": "Bridge_by_Sander_Klootwijk.jpg",
+    "dragonfly": "Dragonfly_by_Bolly.jpg",
+    "fossa-abstract": "Fossa_by_Jasper_Roks.jpg",
+    "milky-way-sea": "Infinite-Sea_by_Aury88.jpg",
+    "nuthatch": "Kleiber_by_Lukas_Baubkus.jpg",
+    "diagonal-stripes": "Painting-Colors_by__herobrine7gamer.jpg",
+    "fig-bowl": "Picture_0B_by_freespace.jpg",
+    "paint-brushes": "Picture_1A_by_freespace.jpg",
+    "wine-room": "Wine_by_Jakkub_Mede.jpg",
+    "autumn-mountain": "aitzgorri_by_Aitzol_Berasategi.jpg",
+    "grainy-texture": "analogpattern_by_Peter_Nerlich.jpg",
+    "calla-illustration": "calla.png",
+    "flat-city": "city.png",
+    "flat-desert": "desert.png",
+    "robot-cartoon": "firstgeneration.jpg",
+    "soft-waves": "fluent-color.png",
+    "kylin-2004": "focal-ubuntukylin.png",
+    "toy-bird-lamps": "free_by_Peter_Nerlich.jpg",
+    "two-dogs": "friends_by_Aitzol_Berasategi.jpg",
+    "goldfish-illustration": "goldfish.png",
+    "wall-clock": "greentock_by_Peter_Nerlich.jpg",
+    "forest-stream": "life_by_Aitzol_Berasategi.jpg",
+    "arc-shape": "mate/abstract/Arc-Colors-Transparent-Wallpaper.png",
+    "elephants-painting": "mate/abstract/Elephants.jpg",
+    "flow-swirls": "mate/abstract/Flow.png",
+    "gulp-noise": "mate/abstract/Gulp.png",
+    "silk-blank": "mate/abstract/Silk.png",
+    "spring-blank": "mate/abstract/Spring.png",
+    "waves-blank": "mate/abstract/Waves.png",
+    "mate-logos-blue": "mate/desktop/Float-into-MATE.png",
+    "mate-logo-green": "mate/desktop/GreenTraditional.jpg",
+    "black-fill": "mate/desktop/MATE-Stripes-Dark.png",
+    "white-fill": "mate/desktop/MATE-Stripes-Light.png",
+    "grey-stripes": "mate/desktop/Stripes.png",
+    "blur-cold": "mate/desktop/Ubuntu-Mate-Cold-no-logo.png",
+    "blur-dark": "mate/desktop/Ubuntu-Mate-Dark-no-logo.png",
+    "blur-radioactive": "mate/desktop/Ubuntu-Mate-Radioactive-no-logo.png",
+    "blur-warm": "mate/desktop/Ubuntu-Mate-Warm-no-logo.png",
+    "water-splash": "mate/nature/Aqua.jpg",
+    "green-leaf": "mate/nature/Blinds.jpg",
+    "dune-grass": "mate/nature/Dune.jpg",
+    "orange-flower": "mate/nature/FreshFlower.jpg",
+    "marigold": "mate/nature/Garden.jpg",
+    "green-grass": "mate/nature/GreenMeadow.jpg",
+    "ladybird": "mate/nature/LadyBird.jpg",
+    "raindrops-leaves": "mate/nature/RainDrops.jpg",
+    "storm-road": "mate/nature/Storm.jpg",
+    "dandelion-seeds": "mate/nature/TwoWings.jpg",
+    "wood-planks": "mate/nature/Wood.jpg",
+    "yellow-flower": "mate/nature/YellowFlower.jpg",
+    "snowy-peaks": "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+    "ribbon-render-2": "rhythm.jpg",
+    "paper-roll": "rollpaper.png",
+    "dandelion-field": "seeding_by_Clements_Engelhardt.jpg",
+    "swirl-render": "string.jpg",
+    "mountain-sunset": "sunset_by_Aitzol_Berasategi.jpg",
+    "neon-mouse": "the-mouse.jpg",
+    "gradient-swirl": "umang_by_Abhishek_Mudgal.jpg",
 }
 
 # Signs drawn onto photos: (new image, base image, text).
 SIGNS = [
-    ("sign-open", "skimage-coffee", "OPEN 24H"), ("sign-exit", "sklearn-china", "EXIT"),
-    ("sign-pharmacy", "darknet-horses", "PHARMACY"), ("sign-sale", "skimage-astronaut", "SALE 50%"),
-    ("sign-bakery", "wine-room", "BAKERY"), ("sign-parking", "storm-road", "NO PARKING"),
-    ("sign-garden", "marigold", "GARDEN SHOP"), ("sign-hotel", "snowy-peaks", "HOTEL ALPINA"),
+    ("sign-open", "skimage-coffee", "OPEN 24H"),
+    ("sign-exit", "sklearn-china", "EXIT"),
+    ("sign-pharmacy", "darknet-horses", "PHARMACY"),
+    ("sign-sale", "skimage-astronaut", "SALE 50%"),
+    ("sign-bakery", "wine-room", "BAKERY"),
+    ("sign-parking", "storm-road", "NO PARKING"),
+    ("sign-garden", "marigold", "GARDEN SHOP"),
+    ("sign-hotel", "snowy-peaks", "HOTEL ALPINA"),
 ]
 # Korean signs drawn onto photos: (new image, base image, text, font, ink, ground, size as a
 # fraction of the photo's width per character). Fonts, colours and sizes vary like real signs.
@@ -85,15 +123,22 @@ KOREAN_SIGNS = [
 # text queries); the others are image queries that must find the photo the sentence describes.
 RENDERED_IN_POOL = ("caption-snow", "caption-market", "caption-train")
 RENDERED = {
-    "caption-snow": "a dog playing in the snow", "caption-market": "fresh vegetables at the market",
-    "caption-train": "a red train crossing a bridge", "caption-dragonfly": "a dragonfly resting on a twig",
-    "caption-dogs": "two brown dogs looking out of a wooden house", "caption-clock": "a close view of a white wall clock",
-    "caption-ladybird": "a ladybird on a green stem among blue flowers", "caption-stream": "a small stream running over rocks in a forest",
-    "caption-giraffe": "a giraffe and a zebra in the grass", "caption-flower": "a big yellow flower with many petals",
+    "caption-snow": "a dog playing in the snow",
+    "caption-market": "fresh vegetables at the market",
+    "caption-train": "a red train crossing a bridge",
+    "caption-dragonfly": "a dragonfly resting on a twig",
+    "caption-dogs": "two brown dogs looking out of a wooden house",
+    "caption-clock": "a close view of a white wall clock",
+    "caption-ladybird": "a ladybird on a green stem among blue flowers",
+    "caption-stream": "a small stream running over rocks in a forest",
+    "caption-giraffe": "a giraffe and a zebra in the grass",
+    "caption-flower": "a big yellow flower with many petals",
 }
 # Edits for image-to-image queries: name -> function of an RGB image.
 EDITS = {
-    "crop": lambda im: im.crop((int(im.width * 0.15), int(im.height * 0.1), int(im.width * 0.75), int(im.height * 0.85))),
+    "crop": lambda im: im.crop(
+        (int(im.width * 0.15), int(im.height * 0.1), int(im.width * 0.75), int(im.height * 0.85))
+    ),
     "flip": ImageOps.mirror,
     "rotate": lambda im: im.rotate(90, expand=True),
     "grey": lambda im: ImageOps.grayscale(im).convert("RGB"),
@@ -153,7 +198,11 @@ QUERIES = [
     q("count", "one small bird", ["nuthatch", "darknet-eagle"]),
     q("count", "many dandelion clocks", "dandelion-field"),
     q("colour", "a green picture", ["darknet-giraffe", "green-grass", "green-leaf", "raindrops-leaves"]),
-    q("colour", "a mostly blue image", ["skimage-rocket", "mate-logos-blue", "robot-cartoon", "flat-city", "kylin-2004", "bridge-cables"]),
+    q(
+        "colour",
+        "a mostly blue image",
+        ["skimage-rocket", "mate-logos-blue", "robot-cartoon", "flat-city", "kylin-2004", "bridge-cables"],
+    ),
     q("colour", "an almost black image", ["skimage-hubble_deep_field", "black-fill", "blur-dark"]),
     q("colour", "a bright yellow flower", "yellow-flower"),
     q("colour", "an orange flower", ["orange-flower", "marigold", "sign-garden"]),
@@ -234,18 +283,36 @@ QUERIES = [
 ]
 # image -> image: an edit of an image must find the image.
 EDIT_QUERIES = [
-    ("crop", "darknet-dog"), ("crop", "dragonfly"), ("crop", "snowy-peaks"), ("crop", "sklearn-flower"),
-    ("flip", "two-dogs"), ("flip", "marigold"), ("flip", "skimage-chelsea"),
-    ("rotate", "wall-clock"), ("rotate", "darknet-horses"),
-    ("grey", "orange-flower"), ("grey", "forest-stream"), ("grey", "darknet-giraffe"),
-    ("jpeg", "ladybird"), ("jpeg", "storm-road"), ("jpeg", "sklearn-china"),
-    ("small", "fig-bowl"), ("small", "nuthatch"), ("small", "darknet-kite"),
-    ("bright", "mountain-sunset"), ("bright", "paint-brushes"), ("bright", "matplotlib-grace_hopper"),
+    ("crop", "darknet-dog"),
+    ("crop", "dragonfly"),
+    ("crop", "snowy-peaks"),
+    ("crop", "sklearn-flower"),
+    ("flip", "two-dogs"),
+    ("flip", "marigold"),
+    ("flip", "skimage-chelsea"),
+    ("rotate", "wall-clock"),
+    ("rotate", "darknet-horses"),
+    ("grey", "orange-flower"),
+    ("grey", "forest-stream"),
+    ("grey", "darknet-giraffe"),
+    ("jpeg", "ladybird"),
+    ("jpeg", "storm-road"),
+    ("jpeg", "sklearn-china"),
+    ("small", "fig-bowl"),
+    ("small", "nuthatch"),
+    ("small", "darknet-kite"),
+    ("bright", "mountain-sunset"),
+    ("bright", "paint-brushes"),
+    ("bright", "matplotlib-grace_hopper"),
 ]
 # image -> image by what a rendered sentence says.
 RENDERED_QUERIES = [
-    ("caption-dragonfly", ["dragonfly"]), ("caption-dogs", ["two-dogs"]), ("caption-clock", ["wall-clock"]),
-    ("caption-ladybird", ["ladybird"]), ("caption-stream", ["forest-stream"]), ("caption-giraffe", ["darknet-giraffe"]),
+    ("caption-dragonfly", ["dragonfly"]),
+    ("caption-dogs", ["two-dogs"]),
+    ("caption-clock", ["wall-clock"]),
+    ("caption-ladybird", ["ladybird"]),
+    ("caption-stream", ["forest-stream"]),
+    ("caption-giraffe", ["darknet-giraffe"]),
     ("caption-flower", ["yellow-flower"]),
 ]
 # image + text -> image (CIRR-style): the reference, what to change, the images that answer it.
@@ -281,7 +348,11 @@ def collection(cache: Path = DEFAULT_CACHE) -> dict[str, Path]:
         if not (unpacked / package).is_dir():
             unpack_debian_package(package, unpacked)
     for name, file in WALLPAPERS.items():
-        found[name] = next(unpacked / package / BACKGROUNDS / file for package in PACKAGES if (unpacked / package / BACKGROUNDS / file).is_file())
+        found[name] = next(
+            unpacked / package / BACKGROUNDS / file
+            for package in PACKAGES
+            if (unpacked / package / BACKGROUNDS / file).is_file()
+        )
     return found
 
 
@@ -340,9 +411,19 @@ def build_images(folder: Path, cache: Path = DEFAULT_CACHE) -> dict[str, Path]:
 
 def all_queries() -> list[Query]:
     """Every judged query of the set, text, image, rendered-caption and composed ones."""
-    signs_on = {base: [name for name, b, *_ in [*SIGNS, *KOREAN_SIGNS] if b == base] for _, base, *_ in [*SIGNS, *KOREAN_SIGNS]}
+    signs_on = {
+        base: [name for name, b, *_ in [*SIGNS, *KOREAN_SIGNS] if b == base] for _, base, *_ in [*SIGNS, *KOREAN_SIGNS]
+    }
     # a sign drawn on a photo still shows what the photo shows
-    queries = [Query(q.kind, q.text, q.image, list(dict.fromkeys(r for name in q.relevant for r in [name, *signs_on.get(name, [])]))) for q in QUERIES]
+    queries = [
+        Query(
+            q.kind,
+            q.text,
+            q.image,
+            list(dict.fromkeys(r for name in q.relevant for r in [name, *signs_on.get(name, [])])),
+        )
+        for q in QUERIES
+    ]
     queries += [Query("image to image", None, f"{edit}-{base}", [base]) for edit, base in EDIT_QUERIES]
     queries += [Query("rendered caption", None, name, relevant) for name, relevant in RENDERED_QUERIES]
     queries += [Query("composed", text, base, relevant) for base, text, relevant in COMPOSED_QUERIES]
@@ -352,4 +433,9 @@ def all_queries() -> list[Query]:
 def candidates() -> list[str]:
     """The names of the images in the searched pool: base images, signs and rendered captions
     (edits are only queries)."""
-    return [*collection().keys(), *(name for name, _, _ in SIGNS), *(name for name, *_ in KOREAN_SIGNS), *RENDERED_IN_POOL]
+    return [
+        *collection().keys(),
+        *(name for name, _, _ in SIGNS),
+        *(name for name, *_ in KOREAN_SIGNS),
+        *RENDERED_IN_POOL,
+    ]

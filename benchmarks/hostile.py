@@ -34,10 +34,14 @@ class HostileCase:
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width`` x ``height`` (a decompression bomb's calling card)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def _encoded(image: Image.Image, form: str, **options) -> bytes:
@@ -67,15 +71,33 @@ def make_hostile_collection(folder: Path, photos: list[Path], seed: int = 15) ->
         data = rng.choice(jpegs)
         write(f"truncated-{n}.jpg", data[: rng.randint(20, len(data) // 3)], "truncated JPEG", False, "")
     for n in range(40):
-        write(f"noise-{n}.{rng.choice(['jpg', 'png', 'webp', 'gif', 'tif'])}", rng.randbytes(rng.randint(1, 50_000)), "random bytes", False, "")
+        write(
+            f"noise-{n}.{rng.choice(['jpg', 'png', 'webp', 'gif', 'tif'])}",
+            rng.randbytes(rng.randint(1, 50_000)),
+            "random bytes",
+            False,
+            "",
+        )
     for n in range(10):
         write(f"empty-{n}.jpg", b"", "empty file", False, "empty file")
-    texts = [b"hello\n" * 50, b"<html><body>not a photo</body></html>", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n",
-             b"PK\x03\x04" + rng.randbytes(200), b"#!/bin/sh\nrm -rf /\n", b"\x7fELF" + rng.randbytes(300)]
+    texts = [
+        b"hello\n" * 50,
+        b"<html><body>not a photo</body></html>",
+        b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n",
+        b"PK\x03\x04" + rng.randbytes(200),
+        b"#!/bin/sh\nrm -rf /\n",
+        b"\x7fELF" + rng.randbytes(300),
+    ]
     for n in range(20):
         write(f"not-an-image-{n}.png", texts[n % len(texts)], "not an image", False, "not an image")
     for n in range(5):
-        write(f"bomb-{n}.png", _png_header_only(100_001 + n, 100_001), "decompression bomb header", False, "decompression-bomb guard")
+        write(
+            f"bomb-{n}.png",
+            _png_header_only(100_001 + n, 100_001),
+            "decompression bomb header",
+            False,
+            "decompression-bomb guard",
+        )
     for n in range(5):
         write(f"zero-size-{n}.png", _png_header_only(0, 10 + n), "zero-size header", False, "")
 
@@ -85,7 +107,9 @@ def make_hostile_collection(folder: Path, photos: list[Path], seed: int = 15) ->
         cases.append(HostileCase(folder / f"fifo-{n}.jpg", "FIFO", False, "not a regular file (a FIFO)"))
     for n, device in enumerate(["/dev/zero", "/dev/urandom", "/dev/null", "/dev/zero", "/dev/urandom"]):
         (folder / f"device-{n}.jpg").symlink_to(device)
-        cases.append(HostileCase(folder / f"device-{n}.jpg", "link to a device", False, "not a regular file (a device)"))
+        cases.append(
+            HostileCase(folder / f"device-{n}.jpg", "link to a device", False, "not a regular file (a device)")
+        )
     for n in range(10):
         (folder / f"dangling-{n}.jpg").symlink_to(folder / f"nowhere-{n}.jpg")
         cases.append(HostileCase(folder / f"dangling-{n}.jpg", "dangling link", False, "cannot read file"))
@@ -99,15 +123,29 @@ def make_hostile_collection(folder: Path, photos: list[Path], seed: int = 15) ->
         cases.append(HostileCase(folder / f"sparse-{n}.jpg", "sparse giant file", False, "file too large"))
 
     # valid images that are odd: tiny, thin, unusual modes and formats
-    for n, size in enumerate([(1, 1), (2, 2), (3, 7), (8, 8), (16, 16), (17, 17), (12, 40), (2000, 10), (10, 2000), (2000, 40)]):
+    for n, size in enumerate(
+        [(1, 1), (2, 2), (3, 7), (8, 8), (16, 16), (17, 17), (12, 40), (2000, 10), (10, 2000), (2000, 40)]
+    ):
         noise = np.random.default_rng(n).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
         write(f"tiny-{n}.png", _encoded(Image.fromarray(noise), "PNG"), "tiny or thin image", True)
     # each from another photo, so that each is a picture of its own
     smalls = [Image.open(p).convert("RGB").resize((320, 240)) for p in photos]
-    modes = [("cmyk.jpg", "CMYK", "JPEG"), ("palette.png", "P", "PNG"), ("grey-alpha.png", "LA", "PNG"), ("one-bit.png", "1", "PNG"),
-             ("rgba.png", "RGBA", "PNG"), ("grey16.png", "I;16", "PNG"), ("float.tif", "F", "TIFF"), ("int32.tif", "I", "TIFF"),
-             ("bitmap.bmp", "RGB", "BMP"), ("lossless.webp", "RGB", "WEBP"), ("animated.gif", "P", "GIF"),
-             ("progressive.jpg", "RGB", "JPEG"), ("grey.jpg", "L", "JPEG"), ("wrong-suffix.png", "RGB", "JPEG")]
+    modes = [
+        ("cmyk.jpg", "CMYK", "JPEG"),
+        ("palette.png", "P", "PNG"),
+        ("grey-alpha.png", "LA", "PNG"),
+        ("one-bit.png", "1", "PNG"),
+        ("rgba.png", "RGBA", "PNG"),
+        ("grey16.png", "I;16", "PNG"),
+        ("float.tif", "F", "TIFF"),
+        ("int32.tif", "I", "TIFF"),
+        ("bitmap.bmp", "RGB", "BMP"),
+        ("lossless.webp", "RGB", "WEBP"),
+        ("animated.gif", "P", "GIF"),
+        ("progressive.jpg", "RGB", "JPEG"),
+        ("grey.jpg", "L", "JPEG"),
+        ("wrong-suffix.png", "RGB", "JPEG"),
+    ]
     for n, (name, mode, form) in enumerate(modes):
         image = smalls[n % len(smalls)].convert(mode)
         options = {"progressive": True} if name.startswith("progressive") else {}
@@ -116,12 +154,23 @@ def make_hostile_collection(folder: Path, photos: list[Path], seed: int = 15) ->
         write(f"mode-{name}", _encoded(image, form, **options), "unusual mode or format", True)
     exif = Image.Exif()
     exif[0x0112] = 6  # EXIF orientation: rotate
-    write("exif-rotated.jpg", _encoded(smalls[len(modes) % len(smalls)], "JPEG", exif=exif), "unusual mode or format", True)
+    write(
+        "exif-rotated.jpg",
+        _encoded(smalls[len(modes) % len(smalls)], "JPEG", exif=exif),
+        "unusual mode or format",
+        True,
+    )
 
     # odd names holding real photos
-    odd_names = [os.fsdecode(b"caf\xe9-%d.jpg" % n) for n in range(5)] + [os.fsdecode(b"\xff\xfe%d.jpg" % n) for n in range(5)]
+    odd_names = [os.fsdecode(b"caf\xe9-%d.jpg" % n) for n in range(5)] + [
+        os.fsdecode(b"\xff\xfe%d.jpg" % n) for n in range(5)
+    ]
     odd_names += [f"ansi-\x1b[31m{n}.jpg" for n in range(5)] + [f"tab\tnew\nline-{n}.jpg" for n in range(5)]
-    odd_names += [("x" * (250 - len(str(n)))) + f"{n}.jpg" for n in range(3)] + ["사진-한글.jpg", "emoji-📷.jpg", " leading space.jpg"]
+    odd_names += [("x" * (250 - len(str(n)))) + f"{n}.jpg" for n in range(3)] + [
+        "사진-한글.jpg",
+        "emoji-📷.jpg",
+        " leading space.jpg",
+    ]
     for n, name in enumerate(odd_names):
         source = photos[n % len(photos)]
         shutil.copy(source, folder / name)

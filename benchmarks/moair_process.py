@@ -31,8 +31,13 @@ _MEASURED_MOAIR = (
 
 def measured_moair(*args, timeout: float = 900) -> tuple[subprocess.CompletedProcess, float]:
     """Run ``moair ARGS`` (stdin closed: a read from it would hang); its result and peak memory in MiB."""
-    run = subprocess.run([sys.executable, "-c", _MEASURED_MOAIR, *map(str, args)], capture_output=True, text=True,
-                         timeout=timeout, stdin=subprocess.DEVNULL)
+    run = subprocess.run(
+        [sys.executable, "-c", _MEASURED_MOAIR, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     before, _, peak_kib = run.stderr.rpartition("peak KiB ")
     run.stderr = before
     return run, int(peak_kib.strip()) / 1024
@@ -59,7 +64,10 @@ def moair_server(index: Path, log: Path, *options: str, key: str = "") -> Iterat
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [MOAIR, "serve", "--index", str(index), "--port", str(port), *options],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "MOAIR_API_KEY": key}, start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "MOAIR_API_KEY": key},
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:

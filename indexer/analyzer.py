@@ -56,7 +56,8 @@ class Analyzer:
         if unknown:
             EXPERTS.create(unknown[0])  # the registry's message, listing the known ones
         self.experts = [
-            _create("expert", EXPERTS, name, **(expert_options or {}).get(name, {})) for name in sorted(set(experts), key=order.index)
+            _create("expert", EXPERTS, name, **(expert_options or {}).get(name, {}))
+            for name in sorted(set(experts), key=order.index)
         ]
         self.text_embedder = _create("text embedder", TEXT_EMBEDDERS, text_embedder)
         self.backbone = _create("backbone", BACKBONES, backbone, **(backbone_options or {}))
@@ -69,8 +70,11 @@ class Analyzer:
         options = {**config.backbone_options, **runtime} if config.backbone_options else None
         expert_options = {name: {**recorded, **runtime} for name, recorded in config.expert_options.items()}
         analyzer = cls(
-            experts=list(config.experts), text_embedder=config.text_embedder, backbone=config.backbone,
-            backbone_options=options, expert_options=expert_options,
+            experts=list(config.experts),
+            text_embedder=config.text_embedder,
+            backbone=config.backbone,
+            backbone_options=options,
+            expert_options=expert_options,
         )
         found = analyzer.backbone.version
         if config.backbone_version and found != config.backbone_version:
@@ -89,7 +93,9 @@ class Analyzer:
                 Block(name="caption", dim=text.dim, unrelated_similarity=text.unrelated_similarity),
                 Block(name="text", dim=text.dim, unrelated_similarity=text.unrelated_similarity),
                 Block(
-                    name="visual", dim=visual.dim, unrelated_similarity=visual.unrelated_similarity,
+                    name="visual",
+                    dim=visual.dim,
+                    unrelated_similarity=visual.unrelated_similarity,
                     unrelated_text_similarity=getattr(visual, "unrelated_text_similarity", None),
                 ),
             ]

@@ -77,7 +77,9 @@ def parse_index_type(spec: str) -> str:
     try:
         faiss.index_factory(768, spec, faiss.METRIC_INNER_PRODUCT)  # 768 is divisible by most PQ sizes
     except RuntimeError as e:
-        raise MoairError(f"{spec!r} is not a faiss index_factory string ({_faiss_message(e)}); e.g. auto, Flat, IVF4096_HNSW32,SQ8, HNSW32") from None
+        raise MoairError(
+            f"{spec!r} is not a faiss index_factory string ({_faiss_message(e)}); e.g. auto, Flat, IVF4096_HNSW32,SQ8, HNSW32"
+        ) from None
     return spec
 
 
@@ -260,7 +262,9 @@ def _find_hnsw(index: faiss.Index) -> faiss.IndexHNSW | None:
         index = faiss.downcast_index(inner)
 
 
-def search_params(index: faiss.Index, knob_value: int | None, selector: faiss.IDSelector | None) -> faiss.SearchParameters | None:
+def search_params(
+    index: faiss.Index, knob_value: int | None, selector: faiss.IDSelector | None
+) -> faiss.SearchParameters | None:
     """Search parameters shaped for ``index`` (faiss checks their type): the knob and an id selector.
     The caller keeps ``selector`` alive for the duration of the search."""
     if knob_value is None and selector is None:
@@ -371,7 +375,9 @@ def serialized_bytes(index: faiss.Index) -> int:
     return size
 
 
-def exact_top_k(queries: np.ndarray, chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]], k: int) -> np.ndarray:
+def exact_top_k(
+    queries: np.ndarray, chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]], k: int
+) -> np.ndarray:
     """Exact top-``k`` ids per query by inner product over (ids, vectors) chunks, kept on a heap
     (faiss.ResultHeap), so the vectors never need to be in memory at once."""
     heap = faiss.ResultHeap(len(queries), k, keep_max=True)

@@ -80,7 +80,9 @@ def load_pretrained(folder: Path, model_class: str, device: str, dtype: str) -> 
         import transformers
         from transformers.utils import logging as transformers_logging
     except ImportError as e:
-        raise MoairError(f"checkpoint models need torch and transformers ({e}); pip install 'moair[checkpoints]'") from None
+        raise MoairError(
+            f"checkpoint models need torch and transformers ({e}); pip install 'moair[checkpoints]'"
+        ) from None
     transformers_logging.disable_progress_bar()  # a load bar per model would clutter moair's own output
     transformers_logging.set_verbosity_error()
     device = torch_device(device)
@@ -89,7 +91,9 @@ def load_pretrained(folder: Path, model_class: str, device: str, dtype: str) -> 
         # picks when torchvision is installed: the same image then gives the same vector either way.
         pil = {"backend": "pil"} if int(transformers.__version__.split(".")[0]) >= 5 else {}
         processor = transformers.AutoProcessor.from_pretrained(folder, local_files_only=True, **pil)
-        model = getattr(transformers, model_class).from_pretrained(folder, local_files_only=True, dtype=torch_dtype(dtype, device))
+        model = getattr(transformers, model_class).from_pretrained(
+            folder, local_files_only=True, dtype=torch_dtype(dtype, device)
+        )
     except (OSError, ValueError, KeyError) as e:
         raise MoairError(f"cannot load the checkpoint in {folder}: {str(e).splitlines()[0][:300]}") from None
     return model.to(device).eval(), processor, device

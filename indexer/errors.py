@@ -42,7 +42,9 @@ def disk_full(error: BaseException | None) -> bool:
             return True
         if isinstance(error, sqlite3.OperationalError) and "disk is full" in str(error):
             return True
-        if isinstance(error, RuntimeError) and ("No space left on device" in str(error) or "Disk quota exceeded" in str(error)):
+        if isinstance(error, RuntimeError) and (
+            "No space left on device" in str(error) or "Disk quota exceeded" in str(error)
+        ):
             return True
         error = error.__cause__ or error.__context__
     return False

@@ -69,7 +69,6 @@ class TrainingReport(BaseModel):
     seconds: float
 
 
-
 class ProjectionHead:
     """A d x d linear map on L2-normalised embeddings, re-normalised after: ``normalise(x @ W.T)``."""
 
@@ -170,7 +169,9 @@ class ProjectionHead:
             raise MoairError(f"{path} has projection head format {found}, this moair reads {FORMAT_VERSION}")
         square = matrix.ndim == 2 and matrix.shape[0] == matrix.shape[1]
         if matrix.dtype != np.float32 or not square or matrix.shape[0] != metadata.get("dim"):
-            raise MoairError(f"{path} is corrupt: matrix {matrix.dtype} {matrix.shape}, metadata says dim {metadata.get('dim')}")
+            raise MoairError(
+                f"{path} is corrupt: matrix {matrix.dtype} {matrix.shape}, metadata says dim {metadata.get('dim')}"
+            )
         if fingerprint(matrix) != metadata.get("fingerprint"):
             raise MoairError(f"{path} is corrupt: its matrix does not match its recorded fingerprint")
         if dim is not None and matrix.shape[0] != dim:
@@ -186,4 +187,3 @@ class ProjectionHead:
 
     def __repr__(self) -> str:
         return f"ProjectionHead(dim={self.dim}, encoder={self.encoder!r}, fingerprint={self.fingerprint!r})"
-

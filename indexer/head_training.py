@@ -136,7 +136,9 @@ def read_triples(path: str | os.PathLike) -> Triples:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
-        raise MoairError(f"{path} is not UTF-8 text (line {line}, byte {error.start}); save it as UTF-8 jsonl") from None
+        raise MoairError(
+            f"{path} is not UTF-8 text (line {line}, byte {error.start}); save it as UTF-8 jsonl"
+        ) from None
     triples: list[Triple] = []
     problems: list[str] = []
     skipped = 0
@@ -210,7 +212,9 @@ def _split(triples: Sequence[Triple], holdout: float, seed: int) -> tuple[np.nda
     return train, np.array(sorted(held), dtype=np.int64)
 
 
-def _optimise(info_nce, evaluate, weight, eye, train_idx, steps, batch_size, lr, identity_pull, eval_every, seed, progress):
+def _optimise(
+    info_nce, evaluate, weight, eye, train_idx, steps, batch_size, lr, identity_pull, eval_every, seed, progress
+):
     """The training loop: seeded epochs of shuffled batches, AdamW on the head's matrix alone,
     an evaluation every ``eval_every`` steps; returns the matrix with the best held-out loss."""
     import torch
@@ -295,7 +299,9 @@ def train_head(
     query_rows, query_index = _embed_unique(queries, embed_queries, "query", 64, count)
     passage_rows, passage_index = _embed_unique(passages, embed_passages, "passage", 64, count)
     if query_rows.shape[1] != passage_rows.shape[1]:
-        raise MoairError(f"query embeddings are {query_rows.shape[1]}-d but passage embeddings {passage_rows.shape[1]}-d")
+        raise MoairError(
+            f"query embeddings are {query_rows.shape[1]}-d but passage embeddings {passage_rows.shape[1]}-d"
+        )
     dim = int(query_rows.shape[1])
     embed_seconds = time.perf_counter() - started
 
@@ -303,7 +309,9 @@ def train_head(
     anchors = torch.from_numpy(query_rows[[query_index[t.query] for t in triples]])
     positives = torch.from_numpy(passage_rows[[passage_index[t.positive] for t in triples]])
     has_negative = torch.tensor([t.negative is not None for t in triples])
-    negatives = torch.from_numpy(passage_rows[[passage_index[t.negative] if t.negative is not None else 0 for t in triples]])
+    negatives = torch.from_numpy(
+        passage_rows[[passage_index[t.negative] if t.negative is not None else 0 for t in triples]]
+    )
     query_id = torch.tensor([query_index[t.query] for t in triples])
     positive_id = torch.tensor([passage_index[t.positive] for t in triples])
     negative_id = torch.tensor([passage_index[t.negative] if t.negative is not None else -1 for t in triples])
@@ -346,7 +354,9 @@ def train_head(
             a, p = project(anchors[with_negative]), project(positives[with_negative])
             n = project(negatives[with_negative])
             accuracy = int(((a * p).sum(-1) > (a * n).sum(-1)).sum()) / len(with_negative)
-        return Evaluation(step=step, train_loss=train_loss, heldout_loss=chunked_loss(held_t), heldout_accuracy=accuracy)
+        return Evaluation(
+            step=step, train_loss=train_loss, heldout_loss=chunked_loss(held_t), heldout_accuracy=accuracy
+        )
 
     # 3. train
     train_started = time.perf_counter()

@@ -73,7 +73,15 @@ def _not_a_regular_file(mode: int) -> str | None:
     """Why a file of this ``st_mode`` is not read (a FIFO would block, a device never ends), or None."""
     if stat.S_ISREG(mode):
         return None
-    kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    kind = (
+        "a directory"
+        if stat.S_ISDIR(mode)
+        else "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+    )
     return f"not a regular file ({kind})"
 
 

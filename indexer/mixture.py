@@ -65,10 +65,14 @@ class Layout(BaseModel):
         blocks = []
         for block in self.blocks:
             text = block.unrelated_text_similarity
-            blocks.append(block.model_copy(update={
-                "unrelated_similarity": block.unrelated_similarity + shifts.get(block.name, 0.0),
-                "unrelated_text_similarity": None if text is None else text + text_shifts.get(block.name, 0.0),
-            }))
+            blocks.append(
+                block.model_copy(
+                    update={
+                        "unrelated_similarity": block.unrelated_similarity + shifts.get(block.name, 0.0),
+                        "unrelated_text_similarity": None if text is None else text + text_shifts.get(block.name, 0.0),
+                    }
+                )
+            )
         return Layout(blocks=blocks)
 
     def slices(self) -> dict[str, slice]:
@@ -79,7 +83,10 @@ class Layout(BaseModel):
         return out
 
     def compose(
-        self, parts: dict[str, np.ndarray | None], weights: dict[str, float] | None = None, from_text: frozenset[str] = frozenset()
+        self,
+        parts: dict[str, np.ndarray | None],
+        weights: dict[str, float] | None = None,
+        from_text: frozenset[str] = frozenset(),
     ) -> np.ndarray:
         """One row. Item side: ``weights`` None, parts are unit vectors or None (absent).
         Query side: weights given, each present part scaled by its weight with the chance offset
@@ -96,14 +103,19 @@ class Layout(BaseModel):
                 weight = weights.get(block.name, 0.0)
                 row[where.start : where.stop - 1] = weight * vector
                 cross = block.name in from_text and block.unrelated_text_similarity is not None
-                row[where.stop - 1] = -weight * (block.unrelated_text_similarity if cross else block.unrelated_similarity)
+                row[where.stop - 1] = -weight * (
+                    block.unrelated_text_similarity if cross else block.unrelated_similarity
+                )
         return row
 
     def item_query(self, item: np.ndarray, like_image: bool = True) -> np.ndarray:
         """A query row made from a stored item row: as an image query of that item would be (its
         visual, caption and OCR embeddings), or as a text query (its caption embedding standing
         in for the query text). An item without a visual block is asked as text."""
-        parts = {name: item[where.start : where.stop - 1] if item[where.stop - 1] > 0 else None for name, where in self.slices().items()}
+        parts = {
+            name: item[where.start : where.stop - 1] if item[where.stop - 1] > 0 else None
+            for name, where in self.slices().items()
+        }
         if like_image and parts.get("visual") is not None:
             return self.compose(parts, IMAGE_QUERY_WEIGHTS)  # an absent OCR block adds nothing
         return self.compose({"caption": parts.get("caption"), "text": parts.get("caption")}, TEXT_QUERY_WEIGHTS)
@@ -122,4 +134,3 @@ class Layout(BaseModel):
 def normalise_rows(rows: np.ndarray) -> np.ndarray:
     rows = np.asarray(rows, dtype=np.float32)
     return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12)
-

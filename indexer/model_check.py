@@ -77,9 +77,13 @@ def installed_debian(packages: Iterable[str]) -> dict[str, str]:
     versions = {}
     for name in packages:
         try:
-            query = subprocess.run(["dpkg-query", "-W", "-f=${Status} ${Version}", name], capture_output=True, text=True, timeout=30)
+            query = subprocess.run(
+                ["dpkg-query", "-W", "-f=${Status} ${Version}", name], capture_output=True, text=True, timeout=30
+            )
             status = query.stdout.split()
-            versions[name] = status[-1] if query.returncode == 0 and "installed" in status[:3] and len(status) == 4 else ""
+            versions[name] = (
+                status[-1] if query.returncode == 0 and "installed" in status[:3] and len(status) == 4 else ""
+            )
         except (OSError, subprocess.SubprocessError):
             versions[name] = ""
     return versions
@@ -89,7 +93,9 @@ def plugin_packages(plugin: object) -> dict[str, str]:
     """The installed versions of what a plug-in stands on: its Python distributions and its
     Debian packages (named "name (Debian)")."""
     versions = installed(getattr(plugin, "packages", ()))
-    versions.update({f"{name} (Debian)": v for name, v in installed_debian(getattr(plugin, "debian_packages", ())).items()})
+    versions.update(
+        {f"{name} (Debian)": v for name, v in installed_debian(getattr(plugin, "debian_packages", ())).items()}
+    )
     return versions
 
 
@@ -112,9 +118,15 @@ def fix_for(packages: dict[str, str], extra: str = "", tested: bool = True) -> s
     """What to install: the Debian packages missing, the Python packages missing (through the
     plug-in's ``extra``, when it has one) or outside moair's declared ranges, or, when every
     version is in range, the tested set."""
-    debian = [name.removesuffix(" (Debian)") for name, version in packages.items() if name.endswith(" (Debian)") and not version]
+    debian = [
+        name.removesuffix(" (Debian)")
+        for name, version in packages.items()
+        if name.endswith(" (Debian)") and not version
+    ]
     if debian:
-        command = f"apt-get install {' '.join(debian)} (Debian, Ubuntu; other systems: install them from their own packages)"
+        command = (
+            f"apt-get install {' '.join(debian)} (Debian, Ubuntu; other systems: install them from their own packages)"
+        )
         return f"{command}; {DEBIAN_INSTALL}" if tested else command
     wanted = []
     for name, version in packages.items():
@@ -149,7 +161,9 @@ def check(kind: PluginKind, name: str, plugin: object, run: Callable[[], object]
         run()
     except Exception as e:
         return failed_check(kind, name, plugin, e, seconds=time.perf_counter() - started)
-    return ModelCheck(kind=kind, name=name, packages=plugin_packages(plugin), ok=True, seconds=time.perf_counter() - started)
+    return ModelCheck(
+        kind=kind, name=name, packages=plugin_packages(plugin), ok=True, seconds=time.perf_counter() - started
+    )
 
 
 def failed_check(kind: PluginKind, name: str, plugin: object, error: Exception, seconds: float = 0.0) -> ModelCheck:
@@ -158,7 +172,9 @@ def failed_check(kind: PluginKind, name: str, plugin: object, error: Exception, 
     fix = fix_for(versions, getattr(plugin, "extra", ""))
     if kind == "expert" and getattr(plugin, "debian_packages", ()):
         fix += f"; or build a new index without it: moair index ... --without-expert {name}"
-    return ModelCheck(kind=kind, name=name, packages=versions, ok=False, detail=_describe(error), fix=fix, seconds=seconds)
+    return ModelCheck(
+        kind=kind, name=name, packages=versions, ok=False, detail=_describe(error), fix=fix, seconds=seconds
+    )
 
 
 def not_checked(kind: PluginKind, name: str, plugin: object, why: str) -> ModelCheck:

@@ -112,7 +112,8 @@ class SsdMobilenetCoco:
             )
         with _GRAPH_IMPORT:  # two threads importing at once were seen spinning for good (fresh CI, OpenCV 4.x)
             self._net = cv2.dnn.readNetFromTensorflow(
-                str(openpibo_model("frozen_inference_graph.pb")), str(openpibo_model("ssd_mobilenet_v2_coco_2018_03_29.pbtxt"))
+                str(openpibo_model("frozen_inference_graph.pb")),
+                str(openpibo_model("ssd_mobilenet_v2_coco_2018_03_29.pbtxt")),
             )
         self._lock = threading.Lock()  # a cv2.dnn.Net holds its input and outputs between calls
 

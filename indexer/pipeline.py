@@ -51,7 +51,9 @@ class IndexReport:
     removed: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): bad bytes, found in this run
     skipped_before: int = 0  # bad files seen in an earlier run and not changed since
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): not read or analysed; tried again next run
+    failed: list[tuple[str, str]] = field(
+        default_factory=list
+    )  # (path, reason): not read or analysed; tried again next run
     retried: int = 0  # files that failed in an earlier run, tried again in this one
     interrupted: bool = False
     maintenance: str | None = None  # what was done to the vector index afterwards (rebuilt, compacted, tuned)
@@ -88,7 +90,6 @@ class _Processed:
 
     def skipped(self) -> SkippedFile:
         return SkippedFile(self.work.path, self.work.size, self.work.mtime_ns, self.error or "", self.kind)
-
 
 
 @dataclass
@@ -175,7 +176,9 @@ class Plan:
     bad_gone: list[str]
 
 
-def plan_files(store: Store, paths: Iterable[str | Path], versions: dict[str, str], prune: bool, report: IndexReport) -> Plan:
+def plan_files(
+    store: Store, paths: Iterable[str | Path], versions: dict[str, str], prune: bool, report: IndexReport
+) -> Plan:
     """Plan a run over ``paths`` for models of these ``versions``; the files it will not touch are
     counted in ``report`` (unchanged, bad before, unreadable)."""
     found = find_images(paths, skip=store.path)
@@ -184,8 +187,20 @@ def plan_files(store: Store, paths: Iterable[str | Path], versions: dict[str, st
     # Deletions are applied last, so a file that only moved is linked to its content before the
     # old path's removal would orphan (and delete) that content. Records of bad files that are
     # gone go too; nothing below a folder that could not be listed is taken for deleted.
-    gone = [p for root in found.roots if prune for p in store.catalog.files_under(root) if p not in on_disk and found.listed(p)]
-    bad_gone = [p for root in found.roots if prune for p in store.catalog.skipped_under(root) if p not in on_disk and found.listed(p)]
+    gone = [
+        p
+        for root in found.roots
+        if prune
+        for p in store.catalog.files_under(root)
+        if p not in on_disk and found.listed(p)
+    ]
+    bad_gone = [
+        p
+        for root in found.roots
+        if prune
+        for p in store.catalog.skipped_under(root)
+        if p not in on_disk and found.listed(p)
+    ]
 
     # Content analysed by older expert or encoder versions is analysed again, through one of its files.
     stale = store.catalog.stale_items(versions)
@@ -199,7 +214,11 @@ def plan_files(store: Store, paths: Iterable[str | Path], versions: dict[str, st
             report.failed.append((str(f), f"cannot read file: {e.strerror or e}"))
             continue
         indexed = store.catalog.file_state(str(f))
-        if indexed and (indexed.size, indexed.mtime_ns) == (stat.st_size, stat.st_mtime_ns) and str(f) not in stale_paths:
+        if (
+            indexed
+            and (indexed.size, indexed.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+            and str(f) not in stale_paths
+        ):
             report.unchanged += 1
             continue
         bad = store.catalog.skipped_state(str(f))

@@ -17,7 +17,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-SKIMAGE_PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "page", "text", "hubble_deep_field", "moon"]
+SKIMAGE_PHOTOS = [
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "camera",
+    "coins",
+    "page",
+    "text",
+    "hubble_deep_field",
+    "moon",
+]
 DARKNET_PHOTOS = ["dog", "horses", "person", "giraffe", "kite", "eagle", "scream"]
 DEFAULT_CACHE = Path.home() / ".cache" / "moair"
 SAMPLE_FILES = [
@@ -102,7 +113,12 @@ def sample_photos(cache: Path = DEFAULT_CACHE) -> tuple[Path, list[str]]:
     dest = Path(cache).expanduser() / "samples"
     dest.mkdir(parents=True, exist_ok=True)
     warnings = []
-    for name, source in (("scikit-image", _skimage), ("scikit-learn", _sklearn), ("matplotlib", _matplotlib), ("darknet", _darknet)):
+    for name, source in (
+        ("scikit-image", _skimage),
+        ("scikit-learn", _sklearn),
+        ("matplotlib", _matplotlib),
+        ("darknet", _darknet),
+    ):
         try:
             source(dest)
         except Exception as e:  # one missing source must not stop the demo

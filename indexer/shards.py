@@ -119,7 +119,11 @@ class Shards:
         path = self.folder / name
         wanted = self._expected
         # inverted lists and flat codes are mapped by two different flags, which do not combine
-        flag = (faiss.IO_FLAG_MMAP if faiss.try_extract_index_ivf(wanted) is not None else faiss.IO_FLAG_MMAP_IFC) if mmap else 0
+        flag = (
+            (faiss.IO_FLAG_MMAP if faiss.try_extract_index_ivf(wanted) is not None else faiss.IO_FLAG_MMAP_IFC)
+            if mmap
+            else 0
+        )
         try:
             index = faiss.read_index(str(path), flag)
         except RuntimeError as e:
@@ -132,7 +136,9 @@ class Shards:
             and type(faiss.downcast_index(index)) is type(faiss.downcast_index(wanted))
             and index.ntotal == expect_count
         ):
-            self.problems.append(f"{name}: not the {self.manifest.index_type} index with {expect_count} vectors the manifest names")
+            self.problems.append(
+                f"{name}: not the {self.manifest.index_type} index with {expect_count} vectors the manifest names"
+            )
             return None
         if check and sha256 is not None and file_sha256(path) != sha256:
             self.problems.append(f"{name}: its bytes changed since it was written (checksum mismatch)")
@@ -206,7 +212,9 @@ class Shards:
     # -- writing -------------------------------------------------------------------------------
     def new_shard_index(self) -> faiss.Index:
         if self.template is None and self.manifest.trained_file:  # a reader reads it when first needed
-            self.template = self._read(self.manifest.trained_file, 0, self.manifest.trained_sha256, mmap=False, check=True)
+            self.template = self._read(
+                self.manifest.trained_file, 0, self.manifest.trained_sha256, mmap=False, check=True
+            )
             if self.template is None:
                 raise MoairError(f"the trained index in {self.folder} is damaged; run moair optimize to train it again")
         if self.template is not None:

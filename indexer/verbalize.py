@@ -66,9 +66,19 @@ def moai_prompt(perception: Perception) -> str:
 
 NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 IRREGULAR_PLURALS = {
-    "person": "people", "mouse": "mice", "knife": "knives", "sheep": "sheep", "skis": "skis",
-    "scissors": "scissors", "bus": "buses", "wine glass": "wine glasses", "couch": "couches",
-    "sandwich": "sandwiches", "toothbrush": "toothbrushes", "bench": "benches", "hair drier": "hair driers",
+    "person": "people",
+    "mouse": "mice",
+    "knife": "knives",
+    "sheep": "sheep",
+    "skis": "skis",
+    "scissors": "scissors",
+    "bus": "buses",
+    "wine glass": "wine glasses",
+    "couch": "couches",
+    "sandwich": "sandwiches",
+    "toothbrush": "toothbrushes",
+    "bench": "benches",
+    "hair drier": "hair driers",
 }
 _NUMBER_SUFFIX = re.compile(r" \(#\d+\)$")
 
@@ -120,7 +130,10 @@ def retrieval_text(perception: Perception) -> str:
     if perception.colors:
         clauses.append("mostly " + join_words([c.name for c in perception.colors]))
     if perception.tags:
-        clauses.append("it may show " + join_words([article(t.label) + (f" ({t.kind})" if t.kind else "") for t in perception.tags]))
+        clauses.append(
+            "it may show "
+            + join_words([article(t.label) + (f" ({t.kind})" if t.kind else "") for t in perception.tags])
+        )
     return "; ".join(clauses)
 
 

@@ -38,7 +38,12 @@ def check_install(index: str | Path | None = None, generator: bool = False) -> l
     except ModelError as e:
         results = [e.check]
     checked = {(r.kind, r.name) for r in results}
-    for kind, registry in (("expert", EXPERTS), ("text embedder", TEXT_EMBEDDERS), ("backbone", BACKBONES), ("generator", GENERATORS)):
+    for kind, registry in (
+        ("expert", EXPERTS),
+        ("text embedder", TEXT_EMBEDDERS),
+        ("backbone", BACKBONES),
+        ("generator", GENERATORS),
+    ):
         for name in registry.names():
             plugin = registry.get(name)
             if (kind, name) in checked:

@@ -1,10 +1,10 @@
 """The public API: open an index, add images, search by text, image or both.
 
-    from retriever import Engine
-    with Engine.open("pics.moair", create=True) as engine:
-        engine.add(["~/Pictures"])
-        for hit in engine.search("two dogs on a beach", k=5):
-            print(hit.score, hit.path, hit.evidence)
+from retriever import Engine
+with Engine.open("pics.moair", create=True) as engine:
+    engine.add(["~/Pictures"])
+    for hit in engine.search("two dogs on a beach", k=5):
+        print(hit.score, hit.path, hit.evidence)
 """
 
 from __future__ import annotations
@@ -112,7 +112,9 @@ class Engine:
         if is_index_dir(path):
             store = Store.open(path, writable=create)
             try:
-                _refuse_other_models(path, store.config, text_embedder, backbone, checkpoint, expert_checkpoints, experts)
+                _refuse_other_models(
+                    path, store.config, text_embedder, backbone, checkpoint, expert_checkpoints, experts
+                )
                 return cls(store, Analyzer.for_index(store.config, device=device, dtype=dtype), device, dtype)
             except BaseException:
                 store.close()
@@ -122,11 +124,15 @@ class Engine:
         runtime = {"device": device, "dtype": dtype}
         named = {"model_name": model_name} if model_name else {}
         options = {"checkpoint": str(checkpoint), **named, **runtime} if checkpoint else None
-        expert_options = {name: {"checkpoint": str(folder), **runtime} for name, folder in (expert_checkpoints or {}).items()}
+        expert_options = {
+            name: {"checkpoint": str(folder), **runtime} for name, folder in (expert_checkpoints or {}).items()
+        }
         analyzer = Analyzer(
             experts=[*(DEFAULT_EXPERTS if experts is None else experts), *expert_options],
-            text_embedder=text_embedder or DEFAULT_TEXT_EMBEDDER, backbone=backbone or DEFAULT_BACKBONE,
-            backbone_options=options, expert_options=expert_options,
+            text_embedder=text_embedder or DEFAULT_TEXT_EMBEDDER,
+            backbone=backbone or DEFAULT_BACKBONE,
+            backbone_options=options,
+            expert_options=expert_options,
         )
         analyzer.require_working_models()  # a broken install leaves no empty index behind
         return cls(Store.create(path, analyzer.index_config()), analyzer, device, dtype)
@@ -163,7 +169,9 @@ class Engine:
         return self.store
 
     @_damage_said
-    def add(self, paths: Iterable[str | Path], progress: ProgressCallback | None = None, prune: bool = False) -> IndexReport:
+    def add(
+        self, paths: Iterable[str | Path], progress: ProgressCallback | None = None, prune: bool = False
+    ) -> IndexReport:
         """Index image files and folders (recursively). Unchanged files are skipped, known content is
         not embedded again; with ``prune``, files deleted from the given folders leave the index."""
         paths = _path_list(paths, "add")
@@ -219,20 +227,33 @@ class Engine:
             return []
         query = self.queries.encode(request, self.store)
         text = query.text
-        hits = search_hits(self.store, query.row, max(k, rerank) + (query.reference is not None), query.modality, min_score, max_drop,
-                           text, query.perception)
+        hits = search_hits(
+            self.store,
+            query.row,
+            max(k, rerank) + (query.reference is not None),
+            query.modality,
+            min_score,
+            max_drop,
+            text,
+            query.perception,
+        )
         if query.reference is not None:
-            hits = [h.model_copy(update={"rank": rank}) for rank, h in enumerate((h for h in hits if h.item_id != query.reference), start=1)]
+            hits = [
+                h.model_copy(update={"rank": rank})
+                for rank, h in enumerate((h for h in hits if h.item_id != query.reference), start=1)
+            ]
         deadline = started + time_budget if time_budget is not None else None
         if rerank and hits and (deadline is None or time.monotonic() < deadline):  # no time left: no model loaded
             records = {r.item_id: r for r in self.store.catalog.items([h.item_id for h in hits[:rerank]])}
             generator, loading = self._loaded_generator()
-            hits = rerank_hits(hits, records, text, generator, rerank, deadline + loading if deadline is not None else None)
+            hits = rerank_hits(
+                hits, records, text, generator, rerank, deadline + loading if deadline is not None else None
+            )
         return hits[:k]
 
     @_damage_said
     def similar(self, item_id: int, k: int = 10, modality: Modality | None = None) -> list[SearchHit]:
-        """"More like this": items like a stored one, searched as an image query of it would be
+        """ "More like this": items like a stored one, searched as an image query of it would be
         (its stored vectors, no image analysed again); the item itself is left out."""
         if isinstance(item_id, bool) or not isinstance(item_id, int):
             raise MoairError(f"similar() takes an item id (a whole number), not {type(item_id).__name__} {item_id!r}")
@@ -240,7 +261,13 @@ class Engine:
         if not records:
             raise NotFound(f"{item_id} is not in the index")
         query = self.store.query_layout.item_query(self.store.item_vectors([item_id])[0])
-        hits = [h for h in search_hits(self.store, query, min(k + 1, MAX_K), modality, None, None, None, records[0].perception) if h.item_id != item_id]
+        hits = [
+            h
+            for h in search_hits(
+                self.store, query, min(k + 1, MAX_K), modality, None, None, None, records[0].perception
+            )
+            if h.item_id != item_id
+        ]
         return [h.model_copy(update={"rank": rank}) for rank, h in enumerate(hits[:k], start=1)]
 
     @_damage_said
@@ -257,7 +284,9 @@ class Engine:
         vector files' checksums, FAISS against SQLite. Vector files found damaged when the index
         opened are rebuilt from SQLite and listed as repaired."""
         store = self.store
-        return VerifyReport(path=str(store.path), problems=store.verify(), repaired=store.repaired_at_open, saved=store.writable)
+        return VerifyReport(
+            path=str(store.path), problems=store.verify(), repaired=store.repaired_at_open, saved=store.writable
+        )
 
     @_damage_said
     def stats(self) -> IndexStats:
@@ -293,7 +322,9 @@ class Engine:
         name = "moai" if self.analyzer.backbone.name == "moai" else "gemma"
         plugin = GENERATORS.get(name)
         if generator:
-            results.append(check("generator", name, plugin, lambda: self.generator().judge(CHECK_TEXT, [Candidate(0, CHECK_TEXT)])))
+            results.append(
+                check("generator", name, plugin, lambda: self.generator().judge(CHECK_TEXT, [Candidate(0, CHECK_TEXT)]))
+            )
         else:
             results.append(not_checked("generator", name, plugin, GENERATOR_LOADS_LATER))
         return results
@@ -322,7 +353,11 @@ class Engine:
 
     @_damage_said
     def ask_stream(
-        self, question: str, k: int = 5, time_budget: float = DEFAULT_ASK_BUDGET, min_score: float = SUPPORT_FLOOR,
+        self,
+        question: str,
+        k: int = 5,
+        time_budget: float = DEFAULT_ASK_BUDGET,
+        min_score: float = SUPPORT_FLOOR,
         max_new_tokens: int = 128,
     ) -> Iterator[AskEvent]:
         """Answer ``question`` from the collection, as events: the sources (the top ``k`` hits that
@@ -334,7 +369,9 @@ class Engine:
         if not isinstance(question, str) or not question.strip():
             raise MoairError("give a question")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_ASK_K:
-            raise MoairError(f"k must be a whole number from 1 to {MAX_ASK_K} (the items an answer is written from), got {k!r}")
+            raise MoairError(
+                f"k must be a whole number from 1 to {MAX_ASK_K} (the items an answer is written from), got {k!r}"
+            )
         check_budget(time_budget)
         hits = self.search(question, k=k)
         records = {r.item_id: candidate(r) for r in self.store.catalog.items([h.item_id for h in hits])}
@@ -342,9 +379,13 @@ class Engine:
         if time.monotonic() < deadline and any(h.score >= min_score for h in hits):
             generator, loading = self._loaded_generator()
             deadline += loading
-        yield from answer_events(question.strip(), hits, records, generator, started, deadline, min_score, max_new_tokens)
+        yield from answer_events(
+            question.strip(), hits, records, generator, started, deadline, min_score, max_new_tokens
+        )
 
-    def ask(self, question: str, k: int = 5, time_budget: float = DEFAULT_ASK_BUDGET, min_score: float = SUPPORT_FLOOR) -> Answer:
+    def ask(
+        self, question: str, k: int = 5, time_budget: float = DEFAULT_ASK_BUDGET, min_score: float = SUPPORT_FLOOR
+    ) -> Answer:
         """The whole answer of ``ask_stream``."""
         *_, answer = self.ask_stream(question, k=k, time_budget=time_budget, min_score=min_score)
         return answer
@@ -384,8 +425,13 @@ class Engine:
                 encoder = self.analyzer.backbone
                 embed_queries = embed_passages = encoder.embed_texts
             heads[space], reports[space] = train_head(
-                triples, embed_queries, embed_passages, encoder=encoder.name, encoder_version=encoder.version,
-                progress=report_to(f"training the {space} head"), embed_progress=report_to(f"embedding texts ({space})"),
+                triples,
+                embed_queries,
+                embed_passages,
+                encoder=encoder.name,
+                encoder_version=encoder.version,
+                progress=report_to(f"training the {space} head"),
+                embed_progress=report_to(f"embedding texts ({space})"),
                 **training,
             )
             probes[space] = embed_queries(probe_texts)  # texts unrelated to the photos: the query chance level
@@ -435,23 +481,35 @@ def _path_list(paths, what: str) -> list[str | os.PathLike]:
         try:
             os.fsencode(path)
         except UnicodeEncodeError:  # a lone surrogate that no file name's bytes decode to
-            raise MoairError(f"{what}(): {shown_path(str(path))!r} is not a file name (it holds a lone UTF-16 surrogate)") from None
+            raise MoairError(
+                f"{what}(): {shown_path(str(path))!r} is not a file name (it holds a lone UTF-16 surrogate)"
+            ) from None
     return listed
 
 
 def _refuse_other_models(
-    path: Path, config: IndexConfig, text_embedder: str | None, backbone: str | None, checkpoint, expert_checkpoints,
+    path: Path,
+    config: IndexConfig,
+    text_embedder: str | None,
+    backbone: str | None,
+    checkpoint,
+    expert_checkpoints,
     experts: Sequence[str] | None,
 ) -> None:
     """An existing index keeps the models it was built with: asking for others (anything but
     None, "not asked") is a mistake to say out loud, not to ignore (its stored vectors would not
     match them)."""
     new_index = "a different one needs a new index (another --index path)"
-    for what, asked, built in (("text embedder", text_embedder, config.text_embedder), ("backbone", backbone, config.backbone)):
+    for what, asked, built in (
+        ("text embedder", text_embedder, config.text_embedder),
+        ("backbone", backbone, config.backbone),
+    ):
         if asked is not None and asked != built:
             raise MoairError(f"{path} was built with the {built} {what}; {new_index}")
     if checkpoint and str(Path(checkpoint).expanduser().absolute()) != config.backbone_options.get("checkpoint"):
-        raise MoairError(f"{path} was built with the {config.backbone} backbone {config.backbone_options or ''}; {new_index}")
+        raise MoairError(
+            f"{path} was built with the {config.backbone} backbone {config.backbone_options or ''}; {new_index}"
+        )
     for name, folder in (expert_checkpoints or {}).items():
         if config.expert_options.get(name, {}).get("checkpoint") != str(Path(folder).expanduser().absolute()):
             raise MoairError(f"{path} was built without the {name} expert from {folder}; {new_index}")

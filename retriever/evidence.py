@@ -11,7 +11,31 @@ from indexer.verbalize import IRREGULAR_PLURALS, count_phrase, relation_phrase
 
 _WORD = re.compile(r"\w+(?:'\w+)*", re.UNICODE)  # "don't" is one word; quotes around a word are not part of it
 _SINGULAR = {p: s for s, p in IRREGULAR_PLURALS.items()}
-_STOPWORDS = {"the", "and", "that", "this", "with", "for", "are", "was", "has", "have", "says", "say", "photo", "image", "picture", "of", "on", "in", "a", "an", "is", "it", "to"}
+_STOPWORDS = {
+    "the",
+    "and",
+    "that",
+    "this",
+    "with",
+    "for",
+    "are",
+    "was",
+    "has",
+    "have",
+    "says",
+    "say",
+    "photo",
+    "image",
+    "picture",
+    "of",
+    "on",
+    "in",
+    "a",
+    "an",
+    "is",
+    "it",
+    "to",
+}
 
 
 def _words(text: str) -> set[str]:
@@ -41,7 +65,9 @@ def _mentions_in_korean(query: str, korean_name: str | None) -> bool:
     return False
 
 
-def evidence(item: ItemRecord, query_text: str | None, query_perception: Perception | None = None, limit: int = 6) -> list[str]:
+def evidence(
+    item: ItemRecord, query_text: str | None, query_perception: Perception | None = None, limit: int = 6
+) -> list[str]:
     """Facts of ``item`` that the query mentions (or, for an image query, shares); when none
     match, the item's main facts, so a hit always says what it shows."""
     p = item.perception
@@ -54,8 +80,12 @@ def evidence(item: ItemRecord, query_text: str | None, query_perception: Percept
         for label, n in counts.items()
         if _mentions(words, label) or label in query_labels or _mentions_in_korean(query, korean.COCO_KO.get(label))
     ]
-    matched += [f"{relation_phrase(r)}" for r in p.relations if _mentions(words, r.subject) and _mentions(words, r.object)]
-    matched += [f"text '{line.text}'" for line in p.text if line.text.lower() in query.lower() or _words(line.text) & words]
+    matched += [
+        f"{relation_phrase(r)}" for r in p.relations if _mentions(words, r.subject) and _mentions(words, r.object)
+    ]
+    matched += [
+        f"text '{line.text}'" for line in p.text if line.text.lower() in query.lower() or _words(line.text) & words
+    ]
     matched += [f"{c.name} ({c.fraction:.0%})" for c in p.colors if c.name in words]
     matched += [
         f"looks like {t.label}"

@@ -28,7 +28,9 @@ class QueryGate:
     text_for_ocr: str | None
 
 
-def gate(text: str | None, has_image: bool, image_has_text: bool = False, text_reaches_visual: bool = False) -> QueryGate:
+def gate(
+    text: str | None, has_image: bool, image_has_text: bool = False, text_reaches_visual: bool = False
+) -> QueryGate:
     """Choose block weights from the query's form and wording (see the module docstring). With a
     cross-modal backbone (``text_reaches_visual``), a text-only query weighs the visual block too."""
     weights = {"caption": 0.0, "text": 0.0, "visual": 0.0}

@@ -41,7 +41,10 @@ _TARGET = re.compile(
     rf"(?:\s+[\w'-]+){{0,4}}?\s+(?:(?P<image>{_IMAGE_NOUNS})(?!\s+(?:{_TEXT_NOUNS}))|(?:(?:{_IMAGE_NOUNS})\s+)?(?P<text>{_TEXT_NOUNS}))\b",
     re.IGNORECASE,
 )
-_BOTH = re.compile(rf"\b(?:{_IMAGE_NOUNS})\b[^.?!]{{0,40}}\b(?:and|with|plus|alongside)\b[^.?!]{{0,20}}\b(?:{_TEXT_NOUNS})\b", re.IGNORECASE)
+_BOTH = re.compile(
+    rf"\b(?:{_IMAGE_NOUNS})\b[^.?!]{{0,40}}\b(?:and|with|plus|alongside)\b[^.?!]{{0,20}}\b(?:{_TEXT_NOUNS})\b",
+    re.IGNORECASE,
+)
 _PLAIN_REQUEST = re.compile(
     rf"^\s*(?:please\s+)?(?:{_REQUEST})\s+(?:me\s+)?(?:(?:a|an|the|some|any|all|my)\s+)?(?:{_IMAGE_NOUNS})\s+"
     r"(?:of|with|showing|that shows?|where|in which|containing|that contains?|depicting|featuring|about)\s+(?P<content>.+)$",

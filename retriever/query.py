@@ -37,7 +37,9 @@ QUERY_EMBEDDINGS_CACHED = 256  # recent query texts: the next page of a search d
 
 
 def check_budget(seconds: float | None) -> None:
-    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= MAX_BUDGET):
+    if seconds is not None and (
+        isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= MAX_BUDGET
+    ):
         raise MoairError(f"time_budget must be a number of seconds above 0 and at most {MAX_BUDGET}, got {seconds!r}")
 
 
@@ -67,7 +69,9 @@ class SearchRequest:
         if self.modality is not None and self.modality not in MODALITIES:
             raise MoairError(f"modality must be one of {', '.join(MODALITIES)}, got {self.modality!r}")
         for name, value in (("min_score", self.min_score), ("max_drop", self.max_drop)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            ):
                 raise MoairError(f"{name} must be a number, got {value!r}")
         if self.max_drop is not None and self.max_drop < 0:
             raise MoairError(f"max_drop must be 0 or more, got {self.max_drop!r}")
@@ -103,7 +107,9 @@ class QueryEncoder:
         return vector
 
     def encode(self, request: SearchRequest, store: Store) -> ComposedQuery:
-        parsed = parse_query(request.text, has_image=request.image is not None)  # an instruction steers; it is not matched
+        parsed = parse_query(
+            request.text, has_image=request.image is not None
+        )  # an instruction steers; it is not matched
         text, modality = parsed.text, request.modality
         if request.rerank and not text:
             raise MoairError("rerank needs a text to match besides the instruction")
@@ -124,7 +130,12 @@ class QueryEncoder:
             analysis, verbal = None, None
         backbone = self.analyzer.backbone
         cross_modal = getattr(backbone, "cross_modal", False)
-        decision = gate(text, has_image=analysis is not None, image_has_text=bool(verbal and verbal.text), text_reaches_visual=cross_modal)
+        decision = gate(
+            text,
+            has_image=analysis is not None,
+            image_has_text=bool(verbal and verbal.text),
+            text_reaches_visual=cross_modal,
+        )
         wanted = {"caption": text or self.analyzer.caption(verbal)}
         if decision.weights["text"] > 0:
             wanted["text"] = decision.text_for_ocr or (verbal.text if verbal else "")
@@ -138,4 +149,3 @@ class QueryEncoder:
             parts["visual"], from_text = backbone.embed_texts([text])[0], frozenset({"visual"})
         row = store.query_layout.compose(store.project_parts(parts), decision.weights, from_text)
         return ComposedQuery(row, text, analysis.perception if analysis else None, modality, reference)
-

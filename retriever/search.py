@@ -38,14 +38,22 @@ def cut_by_score(
 
 
 def search_hits(
-    store: Store, query: np.ndarray, k: int, modality: str | None, min_score: float | None, max_drop: float | None,
-    text: str | None, perception: Perception | None,
+    store: Store,
+    query: np.ndarray,
+    k: int,
+    modality: str | None,
+    min_score: float | None,
+    max_drop: float | None,
+    text: str | None,
+    perception: Perception | None,
 ) -> list[SearchHit]:
     """Search with one composed query row and describe the hits (the evidence of the query's
     ``text`` and, for an image query, its ``perception``)."""
     scores, ids = top_k(store, query[None], k, modality=modality)
     # cut on the scores as shown (4 decimals), so a shown score used as --min-score keeps its hit
-    found = cut_by_score([(round(float(s), 4), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0], min_score, max_drop)
+    found = cut_by_score(
+        [(round(float(s), 4), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0], min_score, max_drop
+    )
     item_ids = [i for _, i in found]
     contributions = store.query_layout.contributions(query, store.item_vectors(item_ids))
     records = {r.item_id: r for r in store.catalog.items(item_ids)}

@@ -35,7 +35,9 @@ def test_every_operation_matches_the_openapi_schema(sample_index, tmp_path):
         excluded = [positive_data_acceptance] if uploads_image else []
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def call(case):
             case.call_and_validate(excluded_checks=excluded)
 

@@ -25,10 +25,17 @@ from api.server import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
-SCREENSHOT = Path(__file__).resolve().parent / "artifacts" / "web-page.png"  # not tracked; a copy is in benchmarks/results/
+SCREENSHOT = (
+    Path(__file__).resolve().parent / "artifacts" / "web-page.png"
+)  # not tracked; a copy is in benchmarks/results/
 WAIT_MS = 30_000  # upper bound for any one wait; the waits end as soon as the page is ready
 
 
@@ -79,12 +86,18 @@ def page(browser, server):
     opened.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     opened.on(  # a 4xx answer logs "Failed to load resource"; the page shows those itself
         "console",
-        lambda m: m.type == "error" and not m.text.startswith("Failed to load resource") and problems.append(f"console: {m.text}"),
+        lambda m: (
+            m.type == "error"
+            and not m.text.startswith("Failed to load resource")
+            and problems.append(f"console: {m.text}")
+        ),
     )
     yield opened
     context.close()
     origin = urlsplit(server).netloc
-    elsewhere = [u for u in requests if not u.startswith("data:") and urlsplit(u.removeprefix("blob:")).netloc != origin]
+    elsewhere = [
+        u for u in requests if not u.startswith("data:") and urlsplit(u.removeprefix("blob:")).netloc != origin
+    ]
     assert requests and not elsewhere, f"the page asked other hosts: {elsewhere}"
     assert not problems, problems
 
@@ -153,7 +166,9 @@ def test_search_similar_detail_and_korean(page):
     expect(detail.locator(".box").first).to_be_attached()
     expect(detail.locator(".paths")).to_contain_text("darknet-dog.jpg")
     expect(detail.locator(".modality")).to_have_text("image")
-    page.wait_for_function("() => { const i = document.querySelector('#detail-img'); return i.complete && i.naturalWidth > 256; }")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#detail-img'); return i.complete && i.naturalWidth > 256; }"
+    )
     page.keyboard.press("Escape")
     expect(detail).to_be_hidden()
 
@@ -227,7 +242,9 @@ def test_add_a_photo_then_open_and_delete_it(page, photo, tmp_path):
     expect(page.locator(f'#detail[data-state="ready"][data-item-id="{new_id}"]')).to_be_visible()
     expect(detail.locator(".paths")).to_contain_text("my-kite")
     expect(detail.locator(".verbalization.retrieval")).not_to_be_empty()
-    page.wait_for_function("() => { const i = document.querySelector('#detail-img'); return i.complete && i.naturalWidth > 0; }")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#detail-img'); return i.complete && i.naturalWidth > 0; }"
+    )
 
     # the new photo is searchable: its own picture finds it first
     page.locator("#detail-close").click()

@@ -27,8 +27,11 @@ PHOTOS = ("dog", "chelsea", "kite", "coffee")
 
 
 CHECKPOINTS = [
-    ("clip", "tiny_clip", "clip"), ("clip", "tiny_siglip", "siglip"), ("openclip", "tiny_openclip", "openclip"),
-    ("e5v", "tiny_llava_next", "e5v"), ("moai", "tiny_moai", "moai"),
+    ("clip", "tiny_clip", "clip"),
+    ("clip", "tiny_siglip", "siglip"),
+    ("openclip", "tiny_openclip", "openclip"),
+    ("e5v", "tiny_llava_next", "e5v"),
+    ("moai", "tiny_moai", "moai"),
 ]
 # the file holding each checkpoint's configuration, and what a missing checkpoint is called
 CONFIG_FILE = {"openclip": "open_clip_config.json"}
@@ -86,7 +89,9 @@ def test_a_changed_or_missing_checkpoint_is_refused(checkpoint, photo_dir, tmp_p
 def test_an_existing_index_refuses_other_models_instead_of_ignoring_them(tiny_clip, sample_index, tmp_path):
     index = tmp_path / "copy.moair"
     shutil.copytree(sample_index, index)
-    with pytest.raises(MoairError, match="built with the efficientnet-lite3 backbone; a different one needs a new index"):
+    with pytest.raises(
+        MoairError, match="built with the efficientnet-lite3 backbone; a different one needs a new index"
+    ):
         Engine.open(index, create=True, backbone="clip", checkpoint=tiny_clip)
     with pytest.raises(MoairError, match="built with the e5-small text embedder"):
         Engine.open(index, text_embedder="minilm")
@@ -112,8 +117,20 @@ def test_cli_indexes_and_searches_with_a_clip_checkpoint(tiny_clip, photo_dir, t
     index = tmp_path / "cli.moair"
     runner = CliRunner()
     result = runner.invoke(
-        app, ["index", str(photo_dir("dog", "kite")), "--index", str(index), "--backbone", "clip", "--checkpoint", str(tiny_clip),
-              "--device", DEVICE, "--json"],
+        app,
+        [
+            "index",
+            str(photo_dir("dog", "kite")),
+            "--index",
+            str(index),
+            "--backbone",
+            "clip",
+            "--checkpoint",
+            str(tiny_clip),
+            "--device",
+            DEVICE,
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["added"] == 2, result.output

@@ -24,7 +24,9 @@ from retriever import Engine
 
 def test_moai_vocabulary_is_ade20k_full_then_imagenet():
     names = moai_vocabulary()
-    assert names[:3] == ("wall", "building", "sky") and names[-1] == "toilet paper"  # ADE20K-Full first, CLIP's ImageNet list last
+    assert (
+        names[:3] == ("wall", "building", "sky") and names[-1] == "toilet paper"
+    )  # ADE20K-Full first, CLIP's ImageNet list last
     assert "kite (bird of prey)" in names and "hammerhead shark" in names and len(names) == len(set(names))
     assert 1700 <= len(names) <= 1847  # 847 + 1000, less the names both lists hold
 
@@ -48,13 +50,17 @@ def test_owlv2_finds_boxes_named_from_its_vocabulary(tiny_owlv2, photo):
     names = ("dog", "bicycle", "car", "tree", "fence")
     expert = Owlv2Detector(checkpoint=str(tiny_owlv2), device=DEVICE, min_score=0.0, max_objects=5, vocabulary=names)
     analysis = Analysis.of(load_image(photo("dog")))
-    analysis.perception.detections = [Detection(label="dog", score=0.99, box=(0.1, 0.3, 0.5, 0.9))]  # the packaged detector's
+    analysis.perception.detections = [
+        Detection(label="dog", score=0.99, box=(0.1, 0.3, 0.5, 0.9))
+    ]  # the packaged detector's
     expert.run(analysis)
     found = analysis.perception.detections
     assert found[0].label == "dog" and found[0].score == 0.99 and len(found) == 5
     assert all(d.label in names and 0 <= d.box[0] < d.box[2] <= 1 and 0 <= d.box[1] < d.box[3] <= 1 for d in found)
     assert expert.version.startswith("owlv2-") and "/5-names/" in expert.version
-    strict = Owlv2Detector(checkpoint=str(tiny_owlv2), device=DEVICE, vocabulary=names)  # MoAI's 0.5: random weights find nothing
+    strict = Owlv2Detector(
+        checkpoint=str(tiny_owlv2), device=DEVICE, vocabulary=names
+    )  # MoAI's 0.5: random weights find nothing
     quiet = Analysis.of(load_image(photo("dog")))
     strict.run(quiet)
     assert all(d.score >= 0.5 for d in quiet.perception.detections)
@@ -71,7 +77,9 @@ def test_owlv2_with_cached_queries_matches_the_models_own_forward(tiny_owlv2, ph
     inputs = expert.processor(text=[list(names)], images=[image], return_tensors="pt", truncation=True)
     with torch.inference_mode():
         outputs = expert.model(**inputs)
-    reference = expert.processor.image_processor.post_process_object_detection(outputs, threshold=0.0, target_sizes=[(490, 490)])[0]
+    reference = expert.processor.image_processor.post_process_object_detection(
+        outputs, threshold=0.0, target_sizes=[(490, 490)]
+    )[0]
     ours = expert.detect(image)
     assert len(ours) == len(reference["scores"])
     assert [label for _, label, _ in ours] == reference["labels"].tolist()
@@ -93,14 +101,26 @@ def test_panoptic_segments_become_boxes_with_coco_panoptic_names(tiny_mask2forme
     assert "-merged" not in prompt and "-other" not in prompt and "-stuff" not in prompt
 
 
-def test_an_index_records_its_checkpoint_experts_and_builds_them_again(tiny_owlv2, tiny_mask2former, photo_dir, tmp_path):
+def test_an_index_records_its_checkpoint_experts_and_builds_them_again(
+    tiny_owlv2, tiny_mask2former, photo_dir, tmp_path
+):
     index = tmp_path / "experts.moair"
     checkpoints = {"owlv2": tiny_owlv2, "panoptic": tiny_mask2former}
     with Engine.open(index, create=True, expert_checkpoints=checkpoints, device=DEVICE) as engine:
         report = engine.add([photo_dir("dog", "kite")])
         assert report.added == 2 and report.skipped == []
         config = engine.store.config
-        assert list(config.experts) == ["detection", "owlv2", "panoptic", "tags", "ocr", "hangul", "colors", "medium", "relations"]
+        assert list(config.experts) == [
+            "detection",
+            "owlv2",
+            "panoptic",
+            "tags",
+            "ocr",
+            "hangul",
+            "colors",
+            "medium",
+            "relations",
+        ]
         assert config.expert_options == {name: {"checkpoint": str(folder)} for name, folder in checkpoints.items()}
     with Engine.open(index) as engine:
         assert [e.name for e in engine.analyzer.experts][1:3] == ["owlv2", "panoptic"]
@@ -116,8 +136,20 @@ def test_cli_adds_checkpoint_experts(tiny_owlv2, tiny_mask2former, photo_dir, tm
     index, runner = tmp_path / "cli.moair", CliRunner()
     folder = str(photo_dir("dog"))
     result = runner.invoke(
-        app, ["index", folder, "--index", str(index), "--expert", f"owlv2={tiny_owlv2}", "--expert", f"panoptic={tiny_mask2former}",
-              "--device", DEVICE, "--json"],
+        app,
+        [
+            "index",
+            folder,
+            "--index",
+            str(index),
+            "--expert",
+            f"owlv2={tiny_owlv2}",
+            "--expert",
+            f"panoptic={tiny_mask2former}",
+            "--device",
+            DEVICE,
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["added"] == 1

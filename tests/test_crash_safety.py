@@ -142,7 +142,9 @@ def shard_file(index: Path) -> Path:
 
 def snapshot_vectors(index: Path) -> tuple[dict[str, bytes], str]:
     """The FAISS files and the manifest row naming them."""
-    return {p.name: p.read_bytes() for p in (index / VECTORS).iterdir()}, db_query(index, "SELECT value FROM meta WHERE key = 'vectors'")[0]
+    return {p.name: p.read_bytes() for p in (index / VECTORS).iterdir()}, db_query(
+        index, "SELECT value FROM meta WHERE key = 'vectors'"
+    )[0]
 
 
 def restore_vectors(index: Path, snapshot: tuple[dict[str, bytes], str]) -> None:
@@ -369,7 +371,9 @@ def test_damaged_database_is_refused_with_a_clear_message(damage, small_index, t
     shutil.copytree(source, index)
     database = index / DB_NAME
     data = database.read_bytes()
-    database.write_bytes(data[:100] + random.Random(3).randbytes(len(data) - 100) if damage == "garbage" else data[: len(data) * 3 // 5])
+    database.write_bytes(
+        data[:100] + random.Random(3).randbytes(len(data) - 100) if damage == "garbage" else data[: len(data) * 3 // 5]
+    )
     before = database.read_bytes()
     for command in (["search", "a dog"], ["stats"], ["index", str(tmp_path)]):
         result = subprocess.run([MOAIR, *command, "--index", str(index)], capture_output=True, text=True, timeout=120)
@@ -469,11 +473,15 @@ def test_kill_9_at_random_moments_loses_nothing_committed(tmp_path):
     announced it would remove, nothing appears that was never added, FAISS agrees with SQLite, and
     committed items are found through FAISS by their own vectors."""
     rng = random.Random(2026)
-    pool = {f"k{i}": f"a {c} {t} {p}" for i, (c, t, p) in enumerate(
-        (c, t, p) for p in ("in a park", "on a beach", "in the snow", "at night", "in a kitchen", "on a road")
-        for t in ("bicycle", "car", "dog", "cat", "kite", "boat", "horse", "chair", "train", "bench")
-        for c in ("red", "blue", "green", "yellow", "black", "white", "orange", "purple")
-    )}
+    pool = {
+        f"k{i}": f"a {c} {t} {p}"
+        for i, (c, t, p) in enumerate(
+            (c, t, p)
+            for p in ("in a park", "on a beach", "in the snow", "at night", "in a kitchen", "on a road")
+            for t in ("bicycle", "car", "dog", "cat", "kite", "boat", "horse", "chair", "train", "bench")
+            for c in ("red", "blue", "green", "yellow", "black", "white", "orange", "purple")
+        )
+    }
     index, log = tmp_path / "random.moair", tmp_path / "removed.log"
     kills, runs, kills_mid_work = 0, 0, 0
     # How long uncut runs took from "ready" to their end: most kill points are drawn from within
@@ -497,8 +505,11 @@ def test_kill_9_at_random_moments_loses_nothing_committed(tmp_path):
         plan_file.write_text(json.dumps(plan))
         log.write_text("")
         with open(tmp_path / "driver.err", "ab") as err:
-            proc = subprocess.Popen([sys.executable, "-c", KILL_DRIVER, str(index), str(plan_file), str(log)],
-                                    stdout=subprocess.PIPE, stderr=err)
+            proc = subprocess.Popen(
+                [sys.executable, "-c", KILL_DRIVER, str(index), str(plan_file), str(log)],
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
         try:
             if rng.random() < 0.25:
                 proc.wait(timeout=rng.uniform(0.2, 6.0))
@@ -518,7 +529,9 @@ def test_kill_9_at_random_moments_loses_nothing_committed(tmp_path):
         now = committed_keys(index)
         announced = {key for line in log.read_text().split("\n") for key in line.split()}
         added = {key for step in steps for key, _ in step["add"]}
-        assert committed - announced <= now, f"run {runs}: committed entries lost: {sorted(committed - announced - now)}"
+        assert committed - announced <= now, (
+            f"run {runs}: committed entries lost: {sorted(committed - announced - now)}"
+        )
         assert now <= committed | added, f"run {runs}: entries that were never added: {sorted(now - committed - added)}"
         with Engine.open(index) as engine:
             assert engine.store.verify() == [], f"run {runs}"
@@ -526,13 +539,17 @@ def test_kill_9_at_random_moments_loses_nothing_committed(tmp_path):
             for key in rng.sample(sorted(now), min(5, len(now))):  # found through FAISS by its own vector
                 item_id = engine.inspect(key).item_id
                 found = top_k(engine.store, engine.store.item_vectors([item_id]), k=3)[1][0]
-                assert item_id in found, f"run {runs}: {key} {engine.stats().model_dump(include={'index_type', 'search_knob', 'tombstones', 'items', 'shards', 'recall_estimate', 'tuned_items'})}"
+                assert item_id in found, (
+                    f"run {runs}: {key} {engine.stats().model_dump(include={'index_type', 'search_knob', 'tombstones', 'items', 'shards', 'recall_estimate', 'tuned_items'})}"
+                )
         committed = now
     print(f"{kills} kills in {runs} runs, {kills_mid_work} after the run had changed the index")
 
     final = {"index_type": "auto", "shard_size": 64, "steps": [{"remove": [], "add": sorted(pool.items())}]}
     (tmp_path / "final.json").write_text(json.dumps(final))
-    subprocess.run([sys.executable, "-c", KILL_DRIVER, str(index), str(tmp_path / "final.json"), str(log)], check=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-c", KILL_DRIVER, str(index), str(tmp_path / "final.json"), str(log)], check=True, timeout=600
+    )
     assert committed_keys(index) == set(pool)
     assert saved_vectors(index) >= len(pool)  # every live vector saved; no leftover or temporary files
     with Engine.open(index) as engine:

@@ -28,7 +28,9 @@ QUERIES = ("a dog", "a cat", "coffee", "a rocket", "고양이")
 
 
 def moair(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([MOAIR, *map(str, args)], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [MOAIR, *map(str, args)], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+    )
 
 
 def one_error_line(run: subprocess.CompletedProcess, says: str) -> None:
@@ -70,7 +72,9 @@ def test_random_bytes_in_the_database_are_said_in_one_line_and_listed_by_verify(
     with open(database, "r+b") as f:  # one page of the files table: the index still opens
         f.seek(7 * 4096 + 100)
         f.write(random.Random(8).randbytes(3000))
-    one_error_line(moair("index", samples, "--index", damaged_copy), "is damaged (SQLite: database disk image is malformed)")
+    one_error_line(
+        moair("index", samples, "--index", damaged_copy), "is damaged (SQLite: database disk image is malformed)"
+    )
     run = moair("verify", "--index", damaged_copy)
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
     assert "problem SQLite:" in run.stderr and "restore the index from a backup" in run.stdout
@@ -89,12 +93,16 @@ def test_a_damaged_configuration_row_is_said(damaged_copy):
     wrong["layout"]["blocks"] = wrong["layout"]["blocks"][:-1]  # parses, but describes other vectors
     with sqlite3.connect(database) as db:
         db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(wrong),))
-    one_error_line(moair("search", "--index", damaged_copy, "a dog"), "its configuration row does not match the stored vectors")
+    one_error_line(
+        moair("search", "--index", damaged_copy, "a dog"), "its configuration row does not match the stored vectors"
+    )
 
 
 def test_a_file_where_the_vectors_folder_should_be_is_said(damaged_copy, sample_index):
     shutil.rmtree(damaged_copy / VECTORS_FOLDER)
     (damaged_copy / VECTORS_FOLDER).write_text("not a folder")
-    one_error_line(moair("search", "--index", damaged_copy, "a dog"), "should be the folder of the vector files but is a file")
+    one_error_line(
+        moair("search", "--index", damaged_copy, "a dog"), "should be the folder of the vector files but is a file"
+    )
     (damaged_copy / VECTORS_FOLDER).unlink()  # moved away, as the message says: rebuilt from the database
     assert rankings(damaged_copy) == rankings(sample_index)

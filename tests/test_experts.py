@@ -63,9 +63,23 @@ def test_tagger_names_the_cat_and_the_eagle_and_their_kinds(seen):
 
 
 def test_medium_tells_photos_black_and_white_photos_and_digital_illustrations(seen, analyzer, tmp_path):
-    colour_photos = ["dog", "horses", "giraffe", "kite", "chelsea", "coffee", "astronaut", "rocket", "china", "flower", "grace_hopper"]
+    colour_photos = [
+        "dog",
+        "horses",
+        "giraffe",
+        "kite",
+        "chelsea",
+        "coffee",
+        "astronaut",
+        "rocket",
+        "china",
+        "flower",
+        "grace_hopper",
+    ]
     assert {name: seen(name).medium for name in colour_photos} == dict.fromkeys(colour_photos, "photo")
-    assert {name: seen(name).medium for name in ("camera", "coins", "moon")} == dict.fromkeys(("camera", "coins", "moon"), "black and white photo")
+    assert {name: seen(name).medium for name in ("camera", "coins", "moon")} == dict.fromkeys(
+        ("camera", "coins", "moon"), "black and white photo"
+    )
     drawing = Image.new("RGB", (800, 600), (40, 90, 200))  # flat shapes, no noise: digital art
     draw = ImageDraw.Draw(drawing)
     draw.ellipse((200, 150, 600, 450), fill=(250, 200, 40))
@@ -143,7 +157,17 @@ def test_relations_on_a_real_photo_name_repeated_objects(seen):
 
 
 def test_expert_registry_lists_every_expert_and_rejects_unknown_names():
-    assert EXPERTS.names() == ["detection", "owlv2", "panoptic", "tags", "ocr", "hangul", "colors", "medium", "relations"]
+    assert EXPERTS.names() == [
+        "detection",
+        "owlv2",
+        "panoptic",
+        "tags",
+        "ocr",
+        "hangul",
+        "colors",
+        "medium",
+        "relations",
+    ]
     with pytest.raises(Exception, match="unknown expert 'sgg'; choose one of: detection, owlv2"):
         EXPERTS.create("sgg")
     with pytest.raises(Exception, match="the owlv2 expert needs a checkpoint folder"):

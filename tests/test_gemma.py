@@ -132,8 +132,14 @@ def test_stream_stops_at_the_deadline(gemma, described):
     assert time.monotonic() - started < 0.05  # before any forward pass
     list(gemma.stream("warm", [described["dog"]], max_new_tokens=1))  # the shared prefix is computed once
     deadline = time.monotonic() + 1.0
-    pieces = list(gemma.stream("Describe every photo in great detail, object by object.", [described["kite"]] * 3,
-                               max_new_tokens=500, deadline=deadline))
+    pieces = list(
+        gemma.stream(
+            "Describe every photo in great detail, object by object.",
+            [described["kite"]] * 3,
+            max_new_tokens=500,
+            deadline=deadline,
+        )
+    )
     assert time.monotonic() < deadline + 1.5  # the pass under way when it came, no more
     assert len(pieces) < 500
 
@@ -194,8 +200,12 @@ def _killed_while_assembling(root: Path) -> None:
 
 def test_prepare_converts_once_and_renames_into_place(tmp_path):
     calls = []
-    first = prepare(tmp_path, "ab" * 32, lambda p: calls.append("assemble") or _assemble(p),
-                    lambda g, f: calls.append("convert") or _convert(g, f))
+    first = prepare(
+        tmp_path,
+        "ab" * 32,
+        lambda p: calls.append("assemble") or _assemble(p),
+        lambda g, f: calls.append("convert") or _convert(g, f),
+    )
     assert first == tmp_path / "hf-abababababab" and (first / "config.json").read_text() == "{}"
     assert prepare(tmp_path, "ab" * 32, _assemble, _convert) == first
     assert calls == ["assemble", "convert"]

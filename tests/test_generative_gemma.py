@@ -32,7 +32,7 @@ def test_rerank_reorders_the_top_hits_by_p_yes(engine):
 def test_cli_search_reports_the_score_it_used(sample_index):
     run = CliRunner().invoke(app, ["search", "a cat", "--index", str(sample_index), "--k", "3", "--rerank", "3"])
     assert run.exit_code == 0, run.output
-    assert 'P("Yes")' in run.stdout and "ordered by P(\"Yes\") from gemma" in run.stdout.replace("\n", " ")
+    assert 'P("Yes")' in run.stdout and 'ordered by P("Yes") from gemma' in run.stdout.replace("\n", " ")
 
 
 def test_an_answer_cites_the_photos_it_used(engine):
@@ -48,10 +48,14 @@ def test_a_question_nothing_supports_is_not_found(engine):
 
 
 def test_cli_ask_streams_the_answer_and_http_sends_events(sample_index):
-    run = CliRunner().invoke(app, ["ask", "Is there a dog next to a bicycle?", "--index", str(sample_index), "--k", "2"])
+    run = CliRunner().invoke(
+        app, ["ask", "Is there a dog next to a bicycle?", "--index", str(sample_index), "--k", "2"]
+    )
     assert run.exit_code == 0, run.output
     assert run.stdout.strip()
-    as_json = CliRunner().invoke(app, ["ask", "Is there a dog next to a bicycle?", "--index", str(sample_index), "--k", "2", "--json"])
+    as_json = CliRunner().invoke(
+        app, ["ask", "Is there a dog next to a bicycle?", "--index", str(sample_index), "--k", "2", "--json"]
+    )
     answer = json.loads(as_json.stdout)
     assert answer["found"] and answer["answer"] in run.stdout
     with local_client(create_app(sample_index, api_key="")) as client:

@@ -25,7 +25,9 @@ PHOTOS = ("dog", "kite", "coffee")
 def moai_index(tiny_moai, tmp_path_factory, samples):
     index = tmp_path_factory.mktemp("moai") / "moai.moair"
     photos = [p for p in samples.iterdir() if p.stem.split("-", 1)[1] in PHOTOS]
-    with Engine.open(index, create=True, backbone="moai", checkpoint=tiny_moai, device=DEVICE, dtype="float32") as engine:
+    with Engine.open(
+        index, create=True, backbone="moai", checkpoint=tiny_moai, device=DEVICE, dtype="float32"
+    ) as engine:
         assert engine.add(photos).added == len(PHOTOS)
     return index
 
@@ -85,7 +87,9 @@ def test_no_source_above_the_floor_means_not_found_without_generating(engine):
 
 def test_http_ask_streams_server_sent_events(moai_index):
     with local_client(create_app(moai_index, device=DEVICE, dtype="float32")) as client:
-        with client.stream("POST", "/ask", json={"question": "What is in the photo?", "k": 2, "min_score": -10}) as response:
+        with client.stream(
+            "POST", "/ask", json={"question": "What is in the photo?", "k": 2, "min_score": -10}
+        ) as response:
             assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
             body = "".join(response.iter_text())
         blocks = [b for b in body.split("\n\n") if b]
@@ -93,7 +97,9 @@ def test_http_ask_streams_server_sent_events(moai_index):
         assert names[0] == "sources" and names[-1] == "answer" and set(names[1:-1]) <= {"token"}
         final = json.loads(blocks[-1].split("\n", 1)[1].removeprefix("data: "))
         assert final["found"] and final["citations"]
-        whole = client.post("/ask", json={"question": "What is in the photo?", "k": 2, "min_score": -10, "stream": False})
+        whole = client.post(
+            "/ask", json={"question": "What is in the photo?", "k": 2, "min_score": -10, "stream": False}
+        )
         assert whole.status_code == 200 and whole.json()["answer"] == final["answer"]
         reranked = client.post("/search", json={"text": "a dog", "k": 2, "rerank": 2})
         assert reranked.status_code == 200 and reranked.json()["reranked_by"].startswith("moai-")

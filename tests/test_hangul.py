@@ -32,7 +32,9 @@ SIGNS = [
 ]
 
 
-def draw_sign(source: Path, dest: Path, text: str, font: str, ink, ground, size: float) -> tuple[float, float, float, float]:
+def draw_sign(
+    source: Path, dest: Path, text: str, font: str, ink, ground, size: float
+) -> tuple[float, float, float, float]:
     """Draw ``text`` on a filled plate onto the photo; returns the plate's box as fractions."""
     image = Image.open(source).convert("RGB")
     draw = ImageDraw.Draw(image)
@@ -72,7 +74,12 @@ def test_korean_signs_on_photos_are_read_where_they_are(signs, name):
     lines = [line for line in analysis.perception.text if any("\uac00" <= c <= "\ud7a3" for c in line.text)]
     assert [line.text.replace(" ", "") for line in lines] == [text.replace(" ", "")], analysis.perception.text
     box = lines[0].box
-    assert plate[0] - 0.05 <= box[0] and box[2] <= plate[2] + 0.05 and plate[1] - 0.05 <= box[1] and box[3] <= plate[3] + 0.05
+    assert (
+        plate[0] - 0.05 <= box[0]
+        and box[2] <= plate[2] + 0.05
+        and plate[1] - 0.05 <= box[1]
+        and box[3] <= plate[3] + 0.05
+    )
     assert lines[0].score >= 0.8
 
 
@@ -101,7 +108,11 @@ def test_a_korean_quoted_query_finds_the_sign(tmp_path, signs, photo_dir):
         (folder / path.name).write_bytes(path.read_bytes())
     with Engine.open(tmp_path / "signs.moair", create=True) as engine:
         engine.add([folder])
-        for query, expected in [("'약국' 간판", "sign-pharmacy"), ("주차 금지 표지판", "sign-parking"), ("서울역 출구", "sign-station")]:
+        for query, expected in [
+            ("'약국' 간판", "sign-pharmacy"),
+            ("주차 금지 표지판", "sign-parking"),
+            ("서울역 출구", "sign-station"),
+        ]:
             hits = engine.search(query, k=3)
             assert Path(hits[0].path).stem == expected, (query, [(h.path, h.score) for h in hits])
         hits = engine.search("'약국' 간판", k=1)
@@ -112,7 +123,13 @@ def test_without_tesseract_the_check_names_the_debian_packages_and_the_way_aroun
     """No ``tesseract`` on PATH: creating an index stops before any file, with the fix."""
     env = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # the venv's programs only
     moair = str(Path(sys.executable).parent / "moair")
-    run = subprocess.run([moair, "index", photo_dir("dog"), "--index", tmp_path / "x.moair"], capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(
+        [moair, "index", photo_dir("dog"), "--index", tmp_path / "x.moair"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 2, run.stdout + run.stderr
     message = " ".join(run.stderr.split())
     assert "the hangul expert cannot run: Tesseract is not installed" in message
@@ -121,7 +138,10 @@ def test_without_tesseract_the_check_names_the_debian_packages_and_the_way_aroun
     assert not (tmp_path / "x.moair").exists()
     run = subprocess.run(
         [moair, "index", photo_dir("dog"), "--index", tmp_path / "x.moair", "--without-expert", "hangul", "--json"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     with Engine.open(tmp_path / "x.moair") as engine:

@@ -58,8 +58,15 @@ def trained(triples, embedder):
     queries, passages, encoder = embedder
     seen = []
     head, report = train_head(
-        triples, queries, passages, steps=150, batch_size=32, seed=0,
-        encoder=encoder.name, encoder_version=encoder.version, progress=lambda *args: seen.append(args),
+        triples,
+        queries,
+        passages,
+        steps=150,
+        batch_size=32,
+        seed=0,
+        encoder=encoder.name,
+        encoder_version=encoder.version,
+        progress=lambda *args: seen.append(args),
     )
     return head, report, seen
 

@@ -81,7 +81,10 @@ def test_stored_vectors_stay_raw_and_are_searched_through_the_head(trained):
         where = engine.store.config.layout.slices()["caption"]
         searched = engine.store.item_vectors(ids)[:, where.start : where.stop - 1]
         assert np.allclose(searched, head.apply(raw_caption_vectors(index, ids)), atol=1e-6)
-        assert engine.store.query_layout.blocks[0].unrelated_similarity != engine.store.config.layout.blocks[0].unrelated_similarity
+        assert (
+            engine.store.query_layout.blocks[0].unrelated_similarity
+            != engine.store.config.layout.blocks[0].unrelated_similarity
+        )
         hits = engine.search("a dog", k=3)
         assert "dog" in hits[0].path and hits[0].score > 0  # still finds the dog, above the moved chance level
         assert [h.score for h in hits] != [s for _, s in before["a dog"][:3]]  # and it is the head's score

@@ -48,7 +48,9 @@ class Served:
 
 @pytest.fixture(scope="module")
 def server(index_copy, tmp_path_factory):
-    with moair_server(index_copy, tmp_path_factory.mktemp("log") / "server.log", "--allowed-host", "photos.example.org") as running:
+    with moair_server(
+        index_copy, tmp_path_factory.mktemp("log") / "server.log", "--allowed-host", "photos.example.org"
+    ) as running:
         yield Served(*running)
 
 
@@ -78,11 +80,16 @@ def test_every_error_is_a_json_error(server):
     cases = [
         httpx.get(f"{server.url}/no/such/route"),
         httpx.put(f"{server.url}/search", json={"text": "a dog"}),
-        httpx.post(f"{server.url}/items", content=b"--x\r\nbroken", headers={"Content-Type": "multipart/form-data; boundary=x"}),
+        httpx.post(
+            f"{server.url}/items", content=b"--x\r\nbroken", headers={"Content-Type": "multipart/form-data; boundary=x"}
+        ),
         httpx.post(f"{server.url}/search", content=b"{not json", headers={"Content-Type": "application/json"}),
     ]
     for response in cases:
-        assert 400 <= response.status_code < 500 and set(response.json()) == {"error"}, (response.request.url, response.text)
+        assert 400 <= response.status_code < 500 and set(response.json()) == {"error"}, (
+            response.request.url,
+            response.text,
+        )
 
 
 def test_a_thumbnail_is_shown_only_while_the_file_holds_what_was_indexed(tmp_path, photo, samples):
@@ -90,7 +97,9 @@ def test_a_thumbnail_is_shown_only_while_the_file_holds_what_was_indexed(tmp_pat
     folder.mkdir()
     shutil.copy(photo("dog"), folder / "dog.jpg")
     index = tmp_path / "x.moair"
-    assert subprocess.run([MOAIR, "index", str(folder), "--index", str(index), "-q"], capture_output=True).returncode == 0
+    assert (
+        subprocess.run([MOAIR, "index", str(folder), "--index", str(index), "-q"], capture_output=True).returncode == 0
+    )
     with moair_server(index, tmp_path / "server.log") as (url, _):
         assert httpx.get(f"{url}/items/1/thumbnail").status_code == 200
         (folder / "dog.jpg").unlink()
@@ -108,11 +117,15 @@ def keyed_server(index_copy, tmp_path_factory):
 def test_the_key_is_checked_before_the_body_is_read(keyed_server):
     with socket.create_connection(("127.0.0.1", keyed_server.port), timeout=10) as sock:
         # 90 MiB announced, none sent: the answer must come without waiting for it
-        sock.sendall(f"POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\n"
-                     f"Content-Length: {90 * 2**20}\r\n\r\n".encode())
+        sock.sendall(
+            f"POST /items HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+            f"Content-Length: {90 * 2**20}\r\n\r\n".encode()
+        )
         answer = sock.recv(4096).decode()
     assert answer.startswith("HTTP/1.1 401"), answer
-    malformed = httpx.post(f"{keyed_server.url}/search", content=b"{not json", headers={"Content-Type": "application/json"})
+    malformed = httpx.post(
+        f"{keyed_server.url}/search", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert malformed.status_code == 401
     good = httpx.post(f"{keyed_server.url}/search", json={"text": "a dog"}, headers={"X-API-Key": KEY})
     assert good.status_code == 200
@@ -136,7 +149,9 @@ def test_giant_images_at_once_are_decoded_within_a_memory_budget(server):
     baseline = peak_memory_mib(server.process.pid)
 
     def search() -> httpx.Response:
-        return httpx.post(f"{server.url}/search/image", files={"image": ("big.png", png, "image/png")}, data={"k": "1"}, timeout=300)
+        return httpx.post(
+            f"{server.url}/search/image", files={"image": ("big.png", png, "image/png")}, data={"k": "1"}, timeout=300
+        )
 
     with ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(lambda _: search(), range(6)))
@@ -167,8 +182,11 @@ def test_answers_being_generated_never_hold_back_a_search(server, samples):
     finished: dict[str, float] = {}
 
     def ask(name: str) -> None:
-        response = httpx.post(f"{server.url}/ask", json={"question": "Is there a dog next to a bicycle?", "k": 2, "stream": False},
-                              timeout=300)
+        response = httpx.post(
+            f"{server.url}/ask",
+            json={"question": "Is there a dog next to a bicycle?", "k": 2, "stream": False},
+            timeout=300,
+        )
         assert response.status_code == 200, response.text
         finished[name] = time.monotonic()
 
@@ -179,7 +197,9 @@ def test_answers_being_generated_never_hold_back_a_search(server, samples):
     search = httpx.post(f"{server.url}/search", json={"text": "a cat"}, timeout=300)
     searched = time.monotonic()
     photo = Image.open(samples / "darknet-dog.jpg").rotate(180)  # new content: indexed, committed, reloaded
-    job = httpx.post(f"{server.url}/items", files={"images": ("upside-down.jpg", jpeg_bytes(photo), "image/jpeg")}).json()
+    job = httpx.post(
+        f"{server.url}/items", files={"images": ("upside-down.jpg", jpeg_bytes(photo), "image/jpeg")}
+    ).json()
     while job["state"] not in ("done", "failed"):
         time.sleep(0.05)
         job = httpx.get(f"{server.url}/jobs/{job['id']}").json()
@@ -190,10 +210,20 @@ def test_answers_being_generated_never_hold_back_a_search(server, samples):
         thread.join()
     assert search.status_code == 200 and after_reload.status_code == 200 and job["state"] == "done", job
     assert searched < min(finished.values()), "the search waited for an answer to finish"
-    assert uploaded < searched_after_reload < min(finished.values()), "the upload's reload waited for an answer to finish"
+    assert uploaded < searched_after_reload < min(finished.values()), (
+        "the upload's reload waited for an answer to finish"
+    )
     # a crowd of answers beyond the queue is refused as busy, not queued for minutes
     with ThreadPoolExecutor(8) as pool:
-        crowd = list(pool.map(lambda _: httpx.post(f"{server.url}/ask", json={"question": "Is there a dog?", "k": 1, "stream": False,
-                                                                             "time_budget": 5}, timeout=300), range(8)))
+        crowd = list(
+            pool.map(
+                lambda _: httpx.post(
+                    f"{server.url}/ask",
+                    json={"question": "Is there a dog?", "k": 1, "stream": False, "time_budget": 5},
+                    timeout=300,
+                ),
+                range(8),
+            )
+        )
     assert {r.status_code for r in crowd} <= {200, 503} and any(r.status_code == 503 for r in crowd)
     assert all(r.headers.get("retry-after") for r in crowd if r.status_code == 503)

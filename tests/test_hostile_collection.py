@@ -31,7 +31,10 @@ def test_a_hostile_collection_is_indexed_with_a_reason_for_every_bad_file(tmp_pa
     report, peak_mib = measured_index(tmp_path / "photos", tmp_path / "x.moair")
 
     reasons = {s["path"]: s["reason"] for s in report["skipped"] + report["failed"]}
-    shown = {case.path: str(case.path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for case in cases}
+    shown = {
+        case.path: str(case.path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        for case in cases
+    }
     for case in cases:
         reason = reasons.get(shown[case.path])
         if case.indexed:
@@ -52,4 +55,6 @@ def test_a_hostile_collection_is_indexed_with_a_reason_for_every_bad_file(tmp_pa
 
     again, _ = measured_index(tmp_path / "photos", tmp_path / "x.moair")  # bad bytes are remembered, not read again
     assert (again["added"], again["skipped"], again["unchanged"]) == (0, [], sum(c.indexed for c in cases))
-    assert {f["path"] for f in again["failed"]} == {shown[c.path] for c in cases if c.kind in ("dangling link", "link loop")}  # may work later
+    assert {f["path"] for f in again["failed"]} == {
+        shown[c.path] for c in cases if c.kind in ("dangling link", "link loop")
+    }  # may work later

@@ -30,7 +30,9 @@ from moair_process import MOAIR, measured_moair  # noqa: E402
 
 
 def moair(*args, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([MOAIR, *map(str, args)], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [MOAIR, *map(str, args)], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
 
 
 def png(width: int, height: int, mode: str = "RGB") -> bytes:
@@ -53,13 +55,19 @@ def hostile_folder(tmp_path, photo_dir) -> tuple[Path, dict[str, str]]:
     (folder / "urandom.png").symlink_to("/dev/urandom")
     with open(folder / "sparse.jpg", "wb") as f:
         f.truncate(MAX_FILE_BYTES * 20)  # 4 GB that takes no disk
-    return folder, {"fifo.jpg": "not a regular file (a FIFO)", "zero.jpg": "not a regular file (a device)",
-                    "urandom.png": "not a regular file (a device)", "sparse.jpg": "file too large"}
+    return folder, {
+        "fifo.jpg": "not a regular file (a FIFO)",
+        "zero.jpg": "not a regular file (a device)",
+        "urandom.png": "not a regular file (a device)",
+        "sparse.jpg": "file too large",
+    }
 
 
 def test_fifos_devices_and_giant_files_are_skipped_unread_and_the_photos_indexed(tmp_path, hostile_folder):
     folder, expected = hostile_folder
-    run, peak_mib = measured_moair("index", folder, "--index", tmp_path / "x.moair", "--json", timeout=240)  # a FIFO read would hang
+    run, peak_mib = measured_moair(
+        "index", folder, "--index", tmp_path / "x.moair", "--json", timeout=240
+    )  # a FIFO read would hang
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     assert report["added"] == 3 and report["items_in_index"] == 3
@@ -107,7 +115,9 @@ def test_control_characters_in_file_names_are_shown_escaped(tmp_path, photo):
     run = moair("search", "--index", index, "a dog", "-k", "1")
     assert run.returncode == 0, run.stderr
     assert "\x1b" not in run.stdout and "\\x1b" in run.stdout  # shown, not obeyed by the terminal
-    assert json.loads(moair("search", "--index", index, "a dog", "-k", "1", "--json").stdout)[0]["path"].endswith("dog\x1b[31mred.jpg")
+    assert json.loads(moair("search", "--index", index, "a dog", "-k", "1", "--json").stdout)[0]["path"].endswith(
+        "dog\x1b[31mred.jpg"
+    )
 
 
 def test_an_api_key_that_http_cannot_carry_is_refused_at_start(sample_index):
@@ -143,17 +153,25 @@ def test_processes_creating_one_new_index_at_the_same_instant_leave_one_good_ind
     config = tmp_path / "config.json"
     config.write_text(engine.store.config.model_dump_json())
     rounds, start = 20, time.time() + 3
-    runs = [subprocess.Popen([sys.executable, "-c", CREATE_RACE, str(config), str(tmp_path), str(start), str(rounds)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CREATE_RACE, str(config), str(tmp_path), str(start), str(rounds)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
     outputs = [run.communicate(timeout=300) for run in runs]
     lines = [line for out, _ in outputs for line in out.splitlines()]
-    assert not [line for line in lines if line.startswith("CRASH")], [line for line in lines if line.startswith("CRASH")][:2]
+    assert not [line for line in lines if line.startswith("CRASH")], [
+        line for line in lines if line.startswith("CRASH")
+    ][:2]
     assert all(line.startswith(("created", "refused")) for line in lines) and len(lines) == 6 * rounds, outputs
     assert sum(line == "created" for line in lines) == rounds  # one creator per index
     for round_number in range(rounds):
         with Engine.open(tmp_path / f"race-{round_number}.moair") as opened:
             assert len(opened) == 0
-
 
 
 @pytest.fixture
@@ -165,7 +183,9 @@ def tmpfs(tmp_path):
     def mount(size: str) -> Path:
         point = tmp_path / f"fs{len(mounted)}"
         point.mkdir()
-        run = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True)
+        run = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True
+        )
         if run.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {run.stderr.strip()}")
         mounted.append(point)
@@ -241,8 +261,12 @@ def test_file_names_that_are_not_utf8_are_indexed_searched_and_shown_escaped(tmp
     assert json.loads(run.stdout)["added"] == 2
     run = moair("search", "--index", index, "a dog", "-k", "1", "--json")
     assert json.loads(run.stdout)[0]["path"] == str(tmp_path) + "/caf\\xe9/dog\\xff\\xfe.jpg"
-    shown = subprocess.run([MOAIR, "search", "--index", index, "a dog", "-k", "1"], capture_output=True, text=True,
-                           env={**os.environ, "COLUMNS": "400"}).stdout  # decoded strictly: raw bytes would fail
+    shown = subprocess.run(
+        [MOAIR, "search", "--index", index, "a dog", "-k", "1"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},
+    ).stdout  # decoded strictly: raw bytes would fail
     assert "\\xff\\xfe" in shown and "caf\\xe9" in shown
     with Engine.open(index) as engine:
         hit = engine.search("a dog", k=1)[0]
@@ -315,8 +339,13 @@ def test_a_folder_that_cannot_be_listed_is_said_and_its_indexed_files_kept(tmp_p
     index = tmp_path / "x.moair"
 
     def index_run() -> dict:
-        run = subprocess.run([*as_a_user, MOAIR, "index", str(folder), "--index", str(index), "--json"],
-                             capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        run = subprocess.run(
+            [*as_a_user, MOAIR, "index", str(folder), "--index", str(index), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
         assert run.returncode == 0, run.stderr
         return json.loads(run.stdout)
 
@@ -330,14 +359,19 @@ def test_a_folder_that_cannot_be_listed_is_said_and_its_indexed_files_kept(tmp_p
     assert (report["removed"], report["items_in_index"]) == (0, 2)
 
 
-@pytest.mark.parametrize("index_type, says", [
-    ("IVF100000000,Flat", "at most 1,048,576"),
-    ("IVF999999999", "at most 1,048,576"),
-    ("HNSW100000", "at most 256"),
-])
+@pytest.mark.parametrize(
+    "index_type, says",
+    [
+        ("IVF100000000,Flat", "at most 1,048,576"),
+        ("IVF999999999", "at most 1,048,576"),
+        ("HNSW100000", "at most 256"),
+    ],
+)
 def test_index_types_too_big_to_build_are_refused_before_building(tmp_path, photo_dir, index_type, says):
     folder = photo_dir("dog")
-    run, peak_mib = measured_moair("index", folder, "--index", tmp_path / "x.moair", "--index-type", index_type, timeout=240)
+    run, peak_mib = measured_moair(
+        "index", folder, "--index", tmp_path / "x.moair", "--index-type", index_type, timeout=240
+    )
     assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr, run.stderr
     assert peak_mib < 2048  # nothing was built
 

@@ -77,10 +77,16 @@ def test_items_from_older_model_versions_are_analysed_again(tmp_path, photo_dir,
     # The dog's analysis as an older detector version left it: no detections.
     db = sqlite3.connect(index / DB_NAME)
     with db:
-        stored = Perception.model_validate_json(db.execute("SELECT perception FROM items WHERE id = ?", (dog_id,)).fetchone()[0])
+        stored = Perception.model_validate_json(
+            db.execute("SELECT perception FROM items WHERE id = ?", (dog_id,)).fetchone()[0]
+        )
         db.execute(
             "UPDATE items SET perception = ?, expert_versions = ? WHERE id = ?",
-            (stored.model_copy(update={"detections": []}).model_dump_json(), '{"detection": "ssd-mobilenet-v2-coco/0"}', dog_id),
+            (
+                stored.model_copy(update={"detections": []}).model_dump_json(),
+                '{"detection": "ssd-mobilenet-v2-coco/0"}',
+                dog_id,
+            ),
         )
     db.close()
 

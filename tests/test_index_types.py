@@ -95,7 +95,9 @@ def test_pca_step_keeps_inner_product_rankings():
     dim, n = 64, 20_000
     spread = np.linspace(1, 0.05, dim).astype(np.float32)
     centres = rng.standard_normal((300, dim)).astype(np.float32) * spread
-    data = centres[rng.integers(0, 300, n + 300)] + 0.4 * rng.standard_normal((n + 300, dim)).astype(np.float32) * spread
+    data = (
+        centres[rng.integers(0, 300, n + 300)] + 0.4 * rng.standard_normal((n + 300, dim)).astype(np.float32) * spread
+    )
     data += 0.6 * rng.standard_normal(dim).astype(np.float32)  # a large common mean, as real embeddings have
     data /= np.linalg.norm(data, axis=1, keepdims=True)
     base, queries = data[:n], data[n:]
@@ -335,8 +337,13 @@ def test_cli_optimize_remove_and_stats(ivf_index, tmp_path):
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    assert json.loads(run("remove", "t1", "t2", "nothing", "--index", index, "--json")) == {"removed": 2, "items_in_index": 318}
-    optimized = json.loads(run("optimize", "--index", index, "--index-type", "IVF8,SQ8", "--recall-target", "0.9", "--json"))
+    assert json.loads(run("remove", "t1", "t2", "nothing", "--index", index, "--json")) == {
+        "removed": 2,
+        "items_in_index": 318,
+    }
+    optimized = json.loads(
+        run("optimize", "--index", index, "--index-type", "IVF8,SQ8", "--recall-target", "0.9", "--json")
+    )
     assert optimized["stats"]["index_type"] == "IVF8,SQ8" and optimized["stats"]["recall_target"] == 0.9
     assert optimized["stats"]["recall_estimate"] >= 0.9 and optimized["stats"]["tombstones"] == 0
     human = run("stats", "--index", index)
@@ -358,8 +365,10 @@ def test_index_from_before_shards_opens_and_is_upgraded(ivf_index, tmp_path):
             " perception TEXT NOT NULL, verbalization TEXT NOT NULL, expert_versions TEXT NOT NULL,"
             " vector BLOB NOT NULL, added_at REAL NOT NULL, modality TEXT NOT NULL DEFAULT 'image')"
         )
-        db.execute("INSERT INTO old_items SELECT id, content_hash, perception, verbalization, expert_versions, vector,"
-                   " added_at, modality FROM items")
+        db.execute(
+            "INSERT INTO old_items SELECT id, content_hash, perception, verbalization, expert_versions, vector,"
+            " added_at, modality FROM items"
+        )
         db.execute("DROP TABLE items")
         db.execute("ALTER TABLE old_items RENAME TO items")
         db.execute("DELETE FROM meta WHERE key IN ('vectors', 'next_vector_id')")

@@ -11,7 +11,15 @@ from api.cli import app
 from retriever.mbeir.data import Candidate, read_jsonl
 from retriever.mbeir.evaluate import evaluate
 
-PHOTOS = {"9:1": "dog", "9:2": "chelsea", "9:3": "giraffe", "9:4": "horses", "9:5": "eagle", "9:6": "kite", "9:7": "coffee"}
+PHOTOS = {
+    "9:1": "dog",
+    "9:2": "chelsea",
+    "9:3": "giraffe",
+    "9:4": "horses",
+    "9:5": "eagle",
+    "9:6": "kite",
+    "9:7": "coffee",
+}
 CAPTIONS = {  # mscoco_task3 text candidates, one per photo
     "9:101": "A dog sits next to a bicycle in front of a car.",
     "9:102": "A cat with striped fur looks at the camera.",
@@ -21,8 +29,14 @@ CAPTIONS = {  # mscoco_task3 text candidates, one per photo
     "9:106": "People fly kites on a beach.",
     "9:107": "A cup of coffee on a saucer.",
 }
-TEXT_TO_IMAGE = [("a dog next to a bicycle", "9:1"), ("a cat", "9:2"), ("two giraffes and a zebra", "9:3"),
-                 ("horses in a field", "9:4"), ("an eagle", "9:5"), ("people flying kites on a beach", "9:6")]
+TEXT_TO_IMAGE = [
+    ("a dog next to a bicycle", "9:1"),
+    ("a cat", "9:2"),
+    ("two giraffes and a zebra", "9:3"),
+    ("horses in a field", "9:4"),
+    ("an eagle", "9:5"),
+    ("people flying kites on a beach", "9:6"),
+]
 INSTRUCTIONS = (
     "query_modality\tcand_modality\tdataset\tdataset_id\tprompt_1\tprompt_2\n"
     "text\timage\tMSCOCO\t9\tIdentify the image showcasing the described everyday scene.\tFind a matching image.\n"
@@ -37,8 +51,15 @@ def write_jsonl(path, records):
 
 
 def query(qid, modality, positive, text=None, image=None):
-    return {"qid": qid, "query_txt": text, "query_img_path": image, "query_modality": modality,
-            "query_src_content": None, "pos_cand_list": [positive], "neg_cand_list": []}
+    return {
+        "qid": qid,
+        "query_txt": text,
+        "query_img_path": image,
+        "query_modality": modality,
+        "query_src_content": None,
+        "pos_cand_list": [positive],
+        "neg_cand_list": [],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +71,16 @@ def mbeir_root(tmp_path_factory, photo):
     for did, name in PHOTOS.items():
         shutil.copy2(photo(name), images)
         image_of[did] = f"mbeir_images/samples/{photo(name).name}"
-    image_cands = [{"did": did, "txt": None, "img_path": path, "modality": "image", "src_content": None} for did, path in image_of.items()]
+    image_cands = [
+        {"did": did, "txt": None, "img_path": path, "modality": "image", "src_content": None}
+        for did, path in image_of.items()
+    ]
     text_cands = [{"did": did, "txt": txt, "img_path": None, "modality": "text"} for did, txt in CAPTIONS.items()]
     # nights_task4 (image -> image): crops of three photos; the pool is the full photos.
     crops = []
-    for n, (did, box) in enumerate((("9:1", (100, 100, 500, 500)), ("9:4", (200, 50, 700, 450)), ("9:2", (50, 20, 400, 280)))):
+    for n, (did, box) in enumerate(
+        (("9:1", (100, 100, 500, 500)), ("9:4", (200, 50, 700, 450)), ("9:2", (50, 20, 400, 280)))
+    ):
         crop = images / f"crop-{n}.jpg"
         Image.open(root / image_of[did]).convert("RGB").crop(box).save(crop, quality=85)
         crops.append(query(f"4:{n}", "image", f"4:{did.split(':')[1]}", image=f"mbeir_images/samples/{crop.name}"))
@@ -65,8 +91,10 @@ def mbeir_root(tmp_path_factory, photo):
     write_jsonl(root / "cand_pool/local/mbeir_nights_task4_cand_pool.jsonl", nights_pool)
     write_jsonl(root / "cand_pool/global/mbeir_union_test_cand_pool.jsonl", image_cands + text_cands + nights_pool)
     t2i = [query(f"9:{n}", "text", did, text=text) for n, (text, did) in enumerate(TEXT_TO_IMAGE)]
-    i2t = [query(f"9:{100 + int(did.split(':')[1])}", "image", f"9:{100 + int(did.split(':')[1])}", image=path)
-           for did, path in image_of.items()]
+    i2t = [
+        query(f"9:{100 + int(did.split(':')[1])}", "image", f"9:{100 + int(did.split(':')[1])}", image=path)
+        for did, path in image_of.items()
+    ]
     write_jsonl(root / "query/test/mbeir_mscoco_task0_test.jsonl", t2i)
     write_jsonl(root / "query/test/mbeir_mscoco_task3_test.jsonl", i2t)
     write_jsonl(root / "query/test/mbeir_nights_task4_test.jsonl", crops)
@@ -103,8 +131,13 @@ def test_instructions_steer_and_are_not_matched_as_content(mbeir_root, tmp_path)
 
 
 def test_union_pool_never_returns_a_candidate_of_the_wrong_modality(mbeir_root, tmp_path):
-    result = evaluate(mbeir_root, tmp_path / "work", tasks=["mscoco_task0", "mscoco_task3"], pool="global", ks=[1, 5, 20])
-    union = {c.did: c.modality for c in read_jsonl(mbeir_root / "cand_pool/global/mbeir_union_test_cand_pool.jsonl", Candidate)}
+    result = evaluate(
+        mbeir_root, tmp_path / "work", tasks=["mscoco_task0", "mscoco_task3"], pool="global", ks=[1, 5, 20]
+    )
+    union = {
+        c.did: c.modality
+        for c in read_jsonl(mbeir_root / "cand_pool/global/mbeir_union_test_cand_pool.jsonl", Candidate)
+    }
     (task0_id, t2i), (task3_id, i2t) = result.runs.values()
     assert (task0_id, task3_id) == (0, 3)
     assert {union[did] for hits in t2i.values() for did, _ in hits} == {"image"}
@@ -115,13 +148,29 @@ def test_union_pool_never_returns_a_candidate_of_the_wrong_modality(mbeir_root, 
 
 def test_cli_writes_json_markdown_and_run_file_and_a_rerun_resumes_from_the_cache(mbeir_root, tmp_path):
     work = tmp_path / "work"
-    args = ["eval", "mbeir", "--root", str(mbeir_root), "--work", str(work), "--tasks", ",".join(TASKS),
-            "--json", str(tmp_path / "out.json"), "--run-file", str(tmp_path / "out.run")]
+    args = [
+        "eval",
+        "mbeir",
+        "--root",
+        str(mbeir_root),
+        "--work",
+        str(work),
+        "--tasks",
+        ",".join(TASKS),
+        "--json",
+        str(tmp_path / "out.json"),
+        "--run-file",
+        str(tmp_path / "out.run"),
+    ]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "| **average** |" in first.output
     saved = json.loads((tmp_path / "out.json").read_text())
-    assert [t["task"] for t in saved["tasks"]] == TASKS and set(saved["average"]) == {"Recall@1", "Recall@5", "Recall@10"}
+    assert [t["task"] for t in saved["tasks"]] == TASKS and set(saved["average"]) == {
+        "Recall@1",
+        "Recall@5",
+        "Recall@10",
+    }
     assert (work / "mbeir-test-local.md").read_text() == first.output.strip() + "\n"
     lines = (tmp_path / "out.run").read_text().splitlines()
     qid, q0, did, rank, score, run, task_id = lines[0].split()

@@ -87,31 +87,61 @@ def test_run_file_lines_are_uniir_trec_lines():
 
 QUERIES = [
     # text -> image (query image null), with UniIR's optional task_id field
-    {"qid": "9:1", "query_txt": "A dog next to a bicycle", "query_img_path": None, "query_modality": "text",
-     "query_src_content": None, "pos_cand_list": ["9:10"], "neg_cand_list": [], "task_id": 0},
+    {
+        "qid": "9:1",
+        "query_txt": "A dog next to a bicycle",
+        "query_img_path": None,
+        "query_modality": "text",
+        "query_src_content": None,
+        "pos_cand_list": ["9:10"],
+        "neg_cand_list": [],
+        "task_id": 0,
+    },
     # image -> text (query text null), src content as a JSON string
-    {"qid": "9:2", "query_txt": None, "query_img_path": "mbeir_images/mscoco_images/val2014/dog.jpg",
-     "query_modality": "image", "query_src_content": json.dumps({"id": 42}), "pos_cand_list": ["9:11"],
-     "neg_cand_list": []},
+    {
+        "qid": "9:2",
+        "query_txt": None,
+        "query_img_path": "mbeir_images/mscoco_images/val2014/dog.jpg",
+        "query_modality": "image",
+        "query_src_content": json.dumps({"id": 42}),
+        "pos_cand_list": ["9:11"],
+        "neg_cand_list": [],
+    },
     # OVEN-style image,text -> image,text, listing an InfoSeek (6:) positive before its own
-    {"qid": "5:3", "query_txt": "what is this building?", "query_img_path": "mbeir_images/oven_images/a.jpg",
-     "query_modality": "image,text", "query_src_content": None, "pos_cand_list": ["6:30", "5:31"],
-     "neg_cand_list": ["5:32"]},
+    {
+        "qid": "5:3",
+        "query_txt": "what is this building?",
+        "query_img_path": "mbeir_images/oven_images/a.jpg",
+        "query_modality": "image,text",
+        "query_src_content": None,
+        "pos_cand_list": ["6:30", "5:31"],
+        "neg_cand_list": ["5:32"],
+    },
 ]
 CANDIDATES = [
-    {"did": "9:10", "txt": None, "img_path": "mbeir_images/mscoco_images/val2014/dog.jpg", "modality": "image",
-     "src_content": None},
+    {
+        "did": "9:10",
+        "txt": None,
+        "img_path": "mbeir_images/mscoco_images/val2014/dog.jpg",
+        "modality": "image",
+        "src_content": None,
+    },
     {"did": "9:11", "txt": "a dog sits by a bike", "img_path": None, "modality": "text"},  # no src_content key
     {"did": "6:30", "txt": "Some tower", "img_path": None, "modality": "text", "src_content": None},
-    {"did": "5:31", "txt": "Eiffel Tower", "img_path": "mbeir_images/oven_images/b.jpg", "modality": "image,text",
-     "src_content": None},
+    {
+        "did": "5:31",
+        "txt": "Eiffel Tower",
+        "img_path": "mbeir_images/oven_images/b.jpg",
+        "modality": "image,text",
+        "src_content": None,
+    },
 ]
 INSTRUCTIONS = (
     "query_modality\tcand_modality\tdataset\tdataset_id\tprompt_1\tprompt_2\tprompt_3\n"
     "text\timage\tMSCOCO\t9\tIdentify the image showcasing the described everyday scene.\t"
     "retrieve an image that matches the caption\t\n"  # an empty cell at the end
     "image\ttext\tMSCOCO\t9\tfind a caption for the shown image\t\t\t\n"  # trailing tabs
-    "image,text\timage,text\tOVEN\t5\t\"Retrieve a Wikipedia image-description pair that identifies the building\"\n"
+    'image,text\timage,text\tOVEN\t5\t"Retrieve a Wikipedia image-description pair that identifies the building"\n'
 )
 QRELS = "9:1 0 9:10 1 0\n9:2 0 9:11 1 3\n9:2 0 9:99 0 3\n5:3 0 5:31 1 8\n5:3 0 6:30 1 8\n"
 
@@ -146,7 +176,8 @@ def test_loader_reads_the_published_format_with_its_nulls_and_quirks(mbeir_root)
 
     instructions = read_instructions(mbeir_root.instructions())
     assert instructions[("9", "text", "image")] == [
-        "Identify the image showcasing the described everyday scene.", "retrieve an image that matches the caption",
+        "Identify the image showcasing the described everyday scene.",
+        "retrieve an image that matches the caption",
     ]
     assert instructions[("9", "image", "text")] == ["find a caption for the shown image"]
 
@@ -166,7 +197,10 @@ def test_query_text_is_uniirs_instruction_plus_text(mbeir_root):
     assert query_text(text_query, instruction_for(text_query, "image", instructions)) == (
         "Identify the image showcasing the described everyday scene. A dog next to a bicycle."
     )
-    assert query_text(image_query, instruction_for(image_query, "text", instructions)) == "Find a caption for the shown image."
+    assert (
+        query_text(image_query, instruction_for(image_query, "text", instructions))
+        == "Find a caption for the shown image."
+    )
     assert query_text(oven_query, instruction_for(oven_query, "image,text", instructions)) == (
         "Retrieve a Wikipedia image-description pair that identifies the building. what is this building?"
     )

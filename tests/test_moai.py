@@ -34,8 +34,14 @@ DATA = Path(__file__).parent / "data" / "moai7b"
 def published():
     """(config, {name: shape}) of BK-Lee/MoAI-7B as recorded in tests/data/moai7b."""
     config = json.loads((DATA / "config.json").read_text())
-    names = [line.strip() for line in (DATA / "weight_map_keys.txt").read_text().splitlines() if line.strip() and not line.startswith("#")]
-    shapes = {name: tuple(shape) for name, shape, _ in json.loads((DATA / "predicted_index.json").read_text())["tensors"]}
+    names = [
+        line.strip()
+        for line in (DATA / "weight_map_keys.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    shapes = {
+        name: tuple(shape) for name, shape, _ in json.loads((DATA / "predicted_index.json").read_text())["tensors"]
+    }
     assert sorted(shapes) == sorted(names)  # the two records agree
     return config, shapes
 
@@ -68,7 +74,9 @@ def test_a_checkpoint_with_other_names_is_refused_with_the_differences(published
     assert "unexpected tensor model.layers.0.attention.wo.weight [4096, 4096]" in problems
     assert "missing tensor for model.layers.0.attention.wo.Plora_main.weight [4096, 4096]" in problems
     narrower = dict(shapes, **{"vision_proj.0.weight": (4096, 768)})
-    assert check_names(narrower, parameters, vision_keeps_prefix=False) == ["vision_proj.0.weight is [4096, 768], the model expects [4096, 1024]"]
+    assert check_names(narrower, parameters, vision_keeps_prefix=False) == [
+        "vision_proj.0.weight is [4096, 768], the model expects [4096, 1024]"
+    ]
 
 
 def test_stock_clip_positions_are_interpolated_to_the_490_pixel_grid():
@@ -105,8 +113,13 @@ def analysis(photo):
 
 def test_the_tiny_checkpoint_loads_through_the_published_layout(moai, tiny_moai):
     files = sorted(p.name for p in tiny_moai.iterdir())
-    assert files == ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
-                     "model.safetensors.index.json", "tokenizer.model"]
+    assert files == [
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.model",
+    ]
     assert moai.arch.mixer_layers == (7,) and moai.dim == 64 and moai.version.startswith("moai-")
     assert moai.model.output.weight.dtype == torch.float32  # float16 on disk, as asked
     ids = moai.tokenizer.encode("a <image> [UNUSED_TOKEN_146]user\n")
@@ -174,10 +187,16 @@ def test_generation_with_the_cache_equals_recomputing_every_step(moai, analysis)
             hidden, cache = moai.model(moai._token_embeddings([token])[None], real, cache=cache)
         # recomputed from scratch: the prompt prefilled with the mixer, each new token as MoAI does
         # (no Partial LoRA and no mixer for generated tokens) — same logits, within float error
-        prefix_hidden, prefix_cache = moai.model(embeds, torch.ones_like(embeds[..., 0], dtype=torch.bool), image_rows, aux)
+        prefix_hidden, prefix_cache = moai.model(
+            embeds, torch.ones_like(embeds[..., 0], dtype=torch.bool), image_rows, aux
+        )
         tokens = moai._token_embeddings(cached)[None]
-        full, _ = moai.model(tokens, torch.ones(1, embeds.shape[1] + 6, dtype=torch.bool, device=moai.device), cache=prefix_cache)
-        recomputed = [int(moai.model.output(prefix_hidden[:, -1]).argmax(-1))] + moai.model.output(full[0, :-1]).argmax(-1).tolist()
+        full, _ = moai.model(
+            tokens, torch.ones(1, embeds.shape[1] + 6, dtype=torch.bool, device=moai.device), cache=prefix_cache
+        )
+        recomputed = [int(moai.model.output(prefix_hidden[:, -1]).argmax(-1))] + moai.model.output(full[0, :-1]).argmax(
+            -1
+        ).tolist()
     assert recomputed == cached
 
 

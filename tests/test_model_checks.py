@@ -23,7 +23,9 @@ from indexer.store import DB_NAME
 from retriever import Engine
 
 # The moair command with OpenCV's TensorFlow importer removed, as OpenCV 5.1 removed it.
-WITHOUT_TF_IMPORTER = "import sys, cv2; del cv2.dnn.readNetFromTensorflow; from api.cli import main; sys.argv[0] = 'moair'; main()"
+WITHOUT_TF_IMPORTER = (
+    "import sys, cv2; del cv2.dnn.readNetFromTensorflow; from api.cli import main; sys.argv[0] = 'moair'; main()"
+)
 
 
 def moair(*args, broken: bool = False) -> subprocess.CompletedProcess:
@@ -78,7 +80,9 @@ def test_doctor_lists_each_model_with_its_packages_and_names_the_broken_one(samp
 
     of_index = json.loads(moair("doctor", "--index", sample_index, "--json").stdout)
     assert [(c["kind"], c["name"], c["ok"]) for c in of_index][-3:] == [
-        ("text embedder", "e5-small", True), ("backbone", "efficientnet-lite3", True), ("generator", "gemma", None)
+        ("text embedder", "e5-small", True),
+        ("backbone", "efficientnet-lite3", True),
+        ("generator", "gemma", None),
     ]
 
     broken = moair("doctor", broken=True)
@@ -89,7 +93,10 @@ def test_doctor_lists_each_model_with_its_packages_and_names_the_broken_one(samp
 def test_the_fix_names_packages_outside_moairs_ranges():
     assert "'opencv-python-headless<5,>=4.8'" in fix_for({"opencv-python-headless": "5.1.0.95", "numpy": "2.4.6"})
     assert "numpy" not in fix_for({"opencv-python-headless": "5.1.0.95", "numpy": "2.4.6"})
-    assert fix_for({"torch": "", "transformers": ""}, extra="checkpoints", tested=False) == "pip install 'moair[checkpoints]'"
+    assert (
+        fix_for({"torch": "", "transformers": ""}, extra="checkpoints", tested=False)
+        == "pip install 'moair[checkpoints]'"
+    )
     assert fix_for({"numpy": "2.4.6"}).startswith("reinstall the tested versions")
 
 
@@ -140,7 +147,9 @@ def test_a_file_whose_analysis_failed_is_retried_and_a_bad_file_is_remembered(tm
         _failing_for_photos(monkeypatch, ValueError("an odd shape"), only=chelsea_width)
         first = engine.add([folder])
         assert first.added == 2 and [Path(p).name for p, _ in first.skipped] == ["notes.jpg"]
-        assert [(Path(p).name, reason) for p, reason in first.failed] == [("skimage-chelsea.png", "analysis failed: ValueError: an odd shape")]
+        assert [(Path(p).name, reason) for p, reason in first.failed] == [
+            ("skimage-chelsea.png", "analysis failed: ValueError: an odd shape")
+        ]
         info = engine.stats()
         assert (info.skipped, info.bad_files, info.failed) == (2, 1, 1)
         monkeypatch.undo()
@@ -159,7 +168,9 @@ def test_an_older_index_retries_its_analysis_failed_skips(tmp_path, photo_dir):
     Engine.open(index, create=True).close()
     with sqlite3.connect(index / DB_NAME) as db:  # the skipped table as older moair made and filled it
         db.execute("DROP TABLE skipped")
-        db.execute("CREATE TABLE skipped (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, reason TEXT NOT NULL)")
+        db.execute(
+            "CREATE TABLE skipped (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, reason TEXT NOT NULL)"
+        )
         reasons = {
             "darknet-dog.jpg": "analysis failed: AttributeError: module 'cv2.dnn' has no attribute 'readNetFromTensorflow'",
             "skimage-chelsea.png": "analysis failed: AttributeError: module 'cv2.dnn' has no attribute 'readNetFromTensorflow'",
@@ -167,7 +178,9 @@ def test_an_older_index_retries_its_analysis_failed_skips(tmp_path, photo_dir):
         }
         for name, reason in reasons.items():
             stat = (folder / name).stat()
-            db.execute("INSERT INTO skipped VALUES (?, ?, ?, ?)", (str(folder / name), stat.st_size, stat.st_mtime_ns, reason))
+            db.execute(
+                "INSERT INTO skipped VALUES (?, ?, ?, ?)", (str(folder / name), stat.st_size, stat.st_mtime_ns, reason)
+            )
 
     with Engine.open(index) as reader:  # read-only: the old table is read as it is
         assert (reader.stats().bad_files, reader.stats().failed) == (1, 2)

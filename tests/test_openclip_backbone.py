@@ -142,8 +142,20 @@ def test_cli_indexes_and_searches_with_an_openclip_folder(tiny_openclip, photo_d
     index = tmp_path / "cli.moair"
     runner = CliRunner()
     result = runner.invoke(
-        app, ["index", str(photo_dir("dog", "kite")), "--index", str(index), "--backbone", "openclip",
-              "--checkpoint", str(tiny_openclip), "--device", DEVICE, "--json"],
+        app,
+        [
+            "index",
+            str(photo_dir("dog", "kite")),
+            "--index",
+            str(index),
+            "--backbone",
+            "openclip",
+            "--checkpoint",
+            str(tiny_openclip),
+            "--device",
+            DEVICE,
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["added"] == 2, result.output
@@ -156,10 +168,24 @@ def test_an_index_of_a_single_weights_file_records_its_architecture(tiny_opencli
     source, name = tiny_openclip_file
     weights = shutil.copy(source, tmp_path / "weights.safetensors")
     index = tmp_path / "file.moair"
-    run = CliRunner().invoke(app, [
-        "index", str(photo_dir("dog")), "--index", str(index), "--backbone", "openclip", "--checkpoint", str(weights),
-        "--model-name", name, "--device", DEVICE, "--json",
-    ])
+    run = CliRunner().invoke(
+        app,
+        [
+            "index",
+            str(photo_dir("dog")),
+            "--index",
+            str(index),
+            "--backbone",
+            "openclip",
+            "--checkpoint",
+            str(weights),
+            "--model-name",
+            name,
+            "--device",
+            DEVICE,
+            "--json",
+        ],
+    )
     assert run.exit_code == 0, run.output
     assert json.loads(run.stdout)["added"] == 1
     assert Store.open(index).config.backbone_options == {"checkpoint": str(weights), "model_name": name}

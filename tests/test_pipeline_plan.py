@@ -44,20 +44,29 @@ def test_a_plan_analyses_only_what_changed_and_drops_what_is_gone(tmp_path):
             NewItem(name, Perception(width=1, height=1), Verbalization(moai="", retrieval=""), vector, versions)
             for name, versions in (("u", VERSIONS), ("e", VERSIONS), ("s", {"expert": "0"}), ("g", VERSIONS))
         ]
-        store.commit(items, [
-            FileEntry(str(unchanged), *state(unchanged), "u"),
-            FileEntry(str(edited), state(edited)[0] + 1, state(edited)[1], "e"),  # the file changed since
-            FileEntry(str(stale), *state(stale), "s"),  # analysed by an older expert version
-            FileEntry(str(photos / "deleted.jpg"), 1, 1, "g"),  # no longer on disk
-        ], skipped=[
-            SkippedFile(str(bad), *state(bad), "not an image"),  # bad bytes, unchanged: left alone
-            SkippedFile(str(unreadable), *state(unreadable), "cannot read file", kind="access"),  # tried again
-            SkippedFile(str(photos / "gone-bad.jpg"), 1, 1, "not an image"),
-        ])
+        store.commit(
+            items,
+            [
+                FileEntry(str(unchanged), *state(unchanged), "u"),
+                FileEntry(str(edited), state(edited)[0] + 1, state(edited)[1], "e"),  # the file changed since
+                FileEntry(str(stale), *state(stale), "s"),  # analysed by an older expert version
+                FileEntry(str(photos / "deleted.jpg"), 1, 1, "g"),  # no longer on disk
+            ],
+            skipped=[
+                SkippedFile(str(bad), *state(bad), "not an image"),  # bad bytes, unchanged: left alone
+                SkippedFile(str(unreadable), *state(unreadable), "cannot read file", kind="access"),  # tried again
+                SkippedFile(str(photos / "gone-bad.jpg"), 1, 1, "not an image"),
+            ],
+        )
         report = IndexReport()
         plan = plan_files(store, [photos], VERSIONS, prune=True, report=report)
 
-    assert sorted(os.path.basename(w.path) for w in plan.todo) == ["edited.jpg", "new.jpg", "stale.jpg", "unreadable.jpg"]
+    assert sorted(os.path.basename(w.path) for w in plan.todo) == [
+        "edited.jpg",
+        "new.jpg",
+        "stale.jpg",
+        "unreadable.jpg",
+    ]
     assert plan.stale == {"s": str(stale)}
     assert plan.gone == [str(photos / "deleted.jpg")] and plan.bad_gone == [str(photos / "gone-bad.jpg")]
     assert (report.unchanged, report.skipped_before, report.retried, report.failed) == (1, 1, 1, [])
@@ -72,7 +81,9 @@ def test_without_prune_nothing_is_taken_for_deleted(tmp_path):
     with Store.create(tmp_path / "plan.moair", config) as store:
         vector = np.zeros(8, np.float32)
         vector[0] = vector[-1] = 1.0
-        store.commit([NewItem("g", Perception(width=1, height=1), Verbalization(moai="", retrieval=""), vector, VERSIONS)],
-                     [FileEntry(str(photos / "deleted.jpg"), 1, 1, "g")])
+        store.commit(
+            [NewItem("g", Perception(width=1, height=1), Verbalization(moai="", retrieval=""), vector, VERSIONS)],
+            [FileEntry(str(photos / "deleted.jpg"), 1, 1, "g")],
+        )
         plan = plan_files(store, [photos], VERSIONS, prune=False, report=IndexReport())
     assert plan.todo == [] and plan.gone == [] and plan.bad_gone == []

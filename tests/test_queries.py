@@ -12,9 +12,21 @@ from retriever.queries import ParsedQuery, parse_query
 UNIIR_STYLE = [  # (query as UniIR builds it, what is left to match, the kind of item asked for)
     ("Find me an everyday image that matches the given caption. A dog on a beach.", "A dog on a beach.", "image"),
     ("Identify the image showcasing the described everyday scene. Two giraffes.", "Two giraffes.", "image"),
-    ("Retrieve passages from Wikipedia that provide answers to the following question. Who built it?", "Who built it?", "text"),
-    ("Based on the following fashion description, retrieve the best matching image. A red dress.", "A red dress.", "image"),
-    ("You have to find a Wikipedia segment that answers the question about the displayed image. What is it?", "What is it?", "text"),
+    (
+        "Retrieve passages from Wikipedia that provide answers to the following question. Who built it?",
+        "Who built it?",
+        "text",
+    ),
+    (
+        "Based on the following fashion description, retrieve the best matching image. A red dress.",
+        "A red dress.",
+        "image",
+    ),
+    (
+        "You have to find a Wikipedia segment that answers the question about the displayed image. What is it?",
+        "What is it?",
+        "text",
+    ),
     ("Find me an everyday image that matches the given caption. 고양이.", "고양이.", "image"),
 ]
 
@@ -26,7 +38,13 @@ def test_an_instruction_is_taken_out_and_read_for_what_it_asks(query, content, w
 
 
 def test_plain_queries_stay_whole_and_plain_requests_are_cut_to_their_content():
-    for plain in ("a dog", "고양이", "A sign that says OPEN. Red letters.", "The photo shows a dog. It is brown.", "a page that says 'segmentation'"):
+    for plain in (
+        "a dog",
+        "고양이",
+        "A sign that says OPEN. Red letters.",
+        "The photo shows a dog. It is brown.",
+        "a page that says 'segmentation'",
+    ):
         assert parse_query(plain) == ParsedQuery(plain)
     assert parse_query("find a photo of a dog on the beach").text == "a dog on the beach"
     assert parse_query("Show me pictures of two horses").text == "two horses"
@@ -39,7 +57,9 @@ def test_plain_queries_stay_whole_and_plain_requests_are_cut_to_their_content():
 
 def test_an_instruction_changes_nothing_in_the_ranking(engine):
     plain = engine.search("Two giraffes and a zebra.", k=5)  # as UniIR formats a query without instruction
-    instructed = engine.search("Find me an everyday image that matches the given caption. two giraffes and a zebra.", k=5)
+    instructed = engine.search(
+        "Find me an everyday image that matches the given caption. two giraffes and a zebra.", k=5
+    )
     assert [(h.item_id, h.score) for h in instructed] == [(h.item_id, h.score) for h in plain]
     assert plain[0].path.endswith("darknet-giraffe.jpg")
 
@@ -55,7 +75,9 @@ def test_a_composed_query_leaves_out_its_reference_image(engine, photo):
 def test_a_picture_of_a_sentence_is_matched_by_what_it_says(engine, tmp_path, size):
     sentence = tmp_path / "sentence.png"
     image = Image.new("RGB", size, "white")
-    ImageDraw.Draw(image).text((20, size[1] // 2), "two giraffes and a zebra in the grass", fill="black", font=ImageFont.load_default(size=36))
+    ImageDraw.Draw(image).text(
+        (20, size[1] // 2), "two giraffes and a zebra in the grass", fill="black", font=ImageFont.load_default(size=36)
+    )
     image.save(sentence)
     hits = engine.search(image=sentence, k=3)
     assert hits[0].path.endswith("darknet-giraffe.jpg"), [h.path for h in hits]

@@ -26,7 +26,11 @@ def test_korean_query_finds_the_cat(engine):
         ("기린과 얼룩말", "darknet-giraffe", {"two giraffes", "a zebra"}),  # giraffe and zebra
         ("독수리", "darknet-eagle", {"looks like bald eagle"}),  # eagle: the Korean name of an ImageNet tag
         ("말과 함께 있는 사람", "darknet-person", {"a horse", "a person"}),  # a person with a horse
-        ("개", "darknet-dog|darknet-person", {"a dog"}),  # dog (also a counter word, which the caption avoids); both photos show one
+        (
+            "개",
+            "darknet-dog|darknet-person",
+            {"a dog"},
+        ),  # dog (also a counter word, which the caption avoids); both photos show one
     ],
 )
 def test_korean_queries_meet_the_korean_caption(engine, query, photo_stem, evidence):
@@ -86,12 +90,18 @@ def test_inspect_shows_perception_and_both_verbalizations(engine, photo):
 
 
 def test_mixture_score_is_weighted_sum_of_cosines_minus_chance():
-    layout = Layout(blocks=[Block(name="caption", dim=2, unrelated_similarity=0.5),
-                            Block(name="text", dim=2, unrelated_similarity=0.5),
-                            Block(name="visual", dim=2, unrelated_similarity=0.2)])
+    layout = Layout(
+        blocks=[
+            Block(name="caption", dim=2, unrelated_similarity=0.5),
+            Block(name="text", dim=2, unrelated_similarity=0.5),
+            Block(name="visual", dim=2, unrelated_similarity=0.2),
+        ]
+    )
     item = layout.compose({"caption": np.array([1.0, 0.0]), "text": None, "visual": np.array([0.6, 0.8])})
-    query = layout.compose({"caption": np.array([0.6, 0.8]), "text": np.array([1.0, 0.0]), "visual": np.array([0.0, 1.0])},
-                           {"caption": 2.0, "text": 1.0, "visual": 0.5})
+    query = layout.compose(
+        {"caption": np.array([0.6, 0.8]), "text": np.array([1.0, 0.0]), "visual": np.array([0.0, 1.0])},
+        {"caption": 2.0, "text": 1.0, "visual": 0.5},
+    )
     # caption: 2 * (0.6 - 0.5); text: absent in the item -> 0; visual: 0.5 * (0.8 - 0.2)
     assert float(item @ query) == pytest.approx(2 * 0.1 + 0 + 0.5 * 0.6)
     assert layout.contributions(query, item[None])[0] == pytest.approx({"caption": 0.2, "text": 0.0, "visual": 0.3})

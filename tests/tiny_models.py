@@ -98,9 +98,7 @@ def _clip_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
     end-of-word suffix, so any text (including non-Latin scripts) tokenizes without unknowns.
     """
     byte_char = _bytes_to_unicode()
-    words = collections.Counter(
-        "".join(ch if ch.isalpha() else " " for ch in _TEXT.lower()).split()
-    )
+    words = collections.Counter("".join(ch if ch.isalpha() else " " for ch in _TEXT.lower()).split())
     symbols: dict[str, tuple[str, ...]] = {}
     for word in words:
         chars = [byte_char[b] for b in word.encode("utf-8")]
@@ -242,9 +240,7 @@ def _write_clip_bpe_files(folder: Path, vocab: dict[str, int], merges: list[tupl
     writes tokenizer.json, so they are added for a faithful layout (same vocabulary and merges).
     """
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (folder / "merges.txt").write_text(
-        "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
-    )
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
 
 
 def train_spiece(**options) -> bytes:
@@ -267,8 +263,15 @@ def train_spiece(**options) -> bytes:
 def _siglip_spiece() -> bytes:
     """A tiny unigram SentencePiece model with SigLIP's (T5's) special ids: <pad>=0, </s>=1, <unk>=2."""
     return train_spiece(
-        model_type="unigram", vocab_size=256, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
-        pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
+        model_type="unigram",
+        vocab_size=256,
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        pad_piece="<pad>",
+        eos_piece="</s>",
+        unk_piece="<unk>",
     )
 
 

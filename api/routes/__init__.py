@@ -36,7 +36,9 @@ class Shared:
     async def read_upload(self, upload: UploadFile) -> bytes:
         data = await upload.read(self.max_upload_bytes + 1)
         if len(data) > self.max_upload_bytes:
-            raise HTTPException(413, f"{upload.filename or 'the image'} is larger than {self.max_upload_bytes // 2**20} MiB")
+            raise HTTPException(
+                413, f"{upload.filename or 'the image'} is larger than {self.max_upload_bytes // 2**20} MiB"
+            )
         return data
 
 

@@ -14,9 +14,16 @@ router = APIRouter()
 
 
 @router.post(
-    "/ask", response_model=Answer,
-    responses={**ERRORS, 200: {"description": "The answer: server-sent events (`sources`, `token`..., `answer`, or `error`), "
-                               "or one JSON Answer with stream false.", "content": {"text/event-stream": {}}}},
+    "/ask",
+    response_model=Answer,
+    responses={
+        **ERRORS,
+        200: {
+            "description": "The answer: server-sent events (`sources`, `token`..., `answer`, or `error`), "
+            "or one JSON Answer with stream false.",
+            "content": {"text/event-stream": {}},
+        },
+    },
 )
 async def ask(request: AskRequest, app: Shared = Depends(shared)):
     """Answer a question from the collection, citing the items it used."""

@@ -36,7 +36,9 @@ def item(item_id: int, app: Shared = Depends(shared)) -> ItemRecord:
 
 @router.get("/items/{item_id}/similar", response_model=SearchResponse, responses=ERRORS)
 def similar(
-    item_id: int, k: int = Query(10, ge=1, le=MAX_K - 1), offset: int = Query(0, ge=0, le=MAX_K - 1, description=PAGE_NOTE),
+    item_id: int,
+    k: int = Query(10, ge=1, le=MAX_K - 1),
+    offset: int = Query(0, ge=0, le=MAX_K - 1, description=PAGE_NOTE),
     app: Shared = Depends(shared),
 ) -> SearchResponse:
     """Items like this one (the item itself left out)."""
@@ -58,9 +60,13 @@ def thumbnail_bytes(decodes: DecodeBudget, path: str, mtime_ns: int, size: int, 
     return out.getvalue()
 
 
-@router.get("/items/{item_id}/thumbnail", responses={**ERRORS, 200: {"content": {"image/jpeg": {}}}}, response_class=Response)
+@router.get(
+    "/items/{item_id}/thumbnail", responses={**ERRORS, 200: {"content": {"image/jpeg": {}}}}, response_class=Response
+)
 def thumbnail(
-    request: Request, item_id: int, size: ThumbnailSize = Query(ThumbnailSize.medium, description="Longest side in pixels."),
+    request: Request,
+    item_id: int,
+    size: ThumbnailSize = Query(ThumbnailSize.medium, description="Longest side in pixels."),
     app: Shared = Depends(shared),
 ) -> Response:
     """A JPEG of the item's image, its longest side ``size`` pixels (cached; revalidated by
@@ -119,7 +125,9 @@ def delete(item_id: int, app: Shared = Depends(shared)) -> Deleted:
     served = app.served
     paths = served.read(lambda engine: engine.inspect(item_id).paths)
     if not served.changes.acquire(timeout=WRITE_WAIT_SECONDS):
-        raise HTTPException(409, "an upload is being indexed; try again when its job is done", headers={"Retry-After": "5"})
+        raise HTTPException(
+            409, "an upload is being indexed; try again when its job is done", headers={"Retry-After": "5"}
+        )
     try:
         with served.engine.writer() as writer:  # the index's write lock only while changing
             writer.remove(paths)

@@ -22,8 +22,13 @@ async def search(request: SearchRequest, app: Shared = Depends(shared)) -> Searc
 
     def run(engine: Engine) -> tuple[list[SearchHit], Optional[str]]:
         hits = engine.search(
-            request.text, k=depth(request.offset, request.k), modality=request.modality, min_score=request.min_score,
-            max_drop=request.max_drop, rerank=request.rerank, time_budget=budget,
+            request.text,
+            k=depth(request.offset, request.k),
+            modality=request.modality,
+            min_score=request.min_score,
+            max_drop=request.max_drop,
+            rerank=request.rerank,
+            time_budget=budget,
         )
         return hits, engine.reranked_by(hits)
 
@@ -45,5 +50,7 @@ async def search_image(
     """Image search ("more like this picture"), or image + text."""
     data = await app.read_upload(image)
     with app.decodes.held(data):
-        hits = await app.served.search(lambda engine: engine.search(text or None, image=data, k=depth(offset, k), modality=modality))
+        hits = await app.served.search(
+            lambda engine: engine.search(text or None, image=data, k=depth(offset, k), modality=modality)
+        )
     return page(hits, offset, k)

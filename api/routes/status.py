@@ -23,7 +23,9 @@ def health(request: Request, detail: bool = False, app: Shared = Depends(shared)
     if app.api_key is not None and not key_matches(dict(request.headers), app.api_key):
         raise HTTPException(401, "missing or wrong API key (send X-API-Key)", headers={"WWW-Authenticate": "Bearer"})
     checks = app.served.read(Engine.check_models)
-    return Health(status="failing" if any(c.ok is False for c in checks) else "ok", items=app.served.read(len), models=checks)
+    return Health(
+        status="failing" if any(c.ok is False for c in checks) else "ok", items=app.served.read(len), models=checks
+    )
 
 
 @router.get("/stats", response_model=IndexStats, responses=ERRORS)

@@ -37,7 +37,9 @@ class ClipBackbone(CheckpointModel):
         super().__init__(checkpoint, "the clip backbone", "AutoModel", device, dtype)
         self.family = self.model.config.model_type
         if self.family not in UNRELATED:
-            raise MoairError(f"{self.checkpoint} holds a {self.family!r} model; the clip backbone reads clip or siglip checkpoints")
+            raise MoairError(
+                f"{self.checkpoint} holds a {self.family!r} model; the clip backbone reads clip or siglip checkpoints"
+            )
         self.dim = int(self._text_features(["a photo"]).shape[1])
         self.version = f"{self.family}-{self.fingerprint}"
         self.unrelated_similarity, self.unrelated_text_similarity = UNRELATED[self.family]
@@ -51,7 +53,9 @@ class ClipBackbone(CheckpointModel):
         padding = "max_length" if self.family == "siglip" else True
         inputs = self.processor(text=list(texts), padding=padding, truncation=True, return_tensors="pt").to(self.device)
         with self._torch.inference_mode():
-            return self._features(self.model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask")))
+            return self._features(
+                self.model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
+            )
 
     def embed(self, analyses: Sequence[Analysis]) -> np.ndarray:
         inputs = self.processor(images=[a.image.rgb for a in analyses], return_tensors="pt").to(self.device)

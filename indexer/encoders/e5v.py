@@ -25,7 +25,9 @@ TEXT_PROMPT = "<sent>\nSummary above sentence in one word: "
 COMPOSED_PROMPT = '<image>Modify this image with "<sent>", describe modified image in one word:'
 # E5-V's own wrapping for its Llama-3 backbone: a user turn, then an assistant header and " \n",
 # so the last token sits where the one-word answer would start. The tokenizer adds the BOS token.
-LLAMA3_TURN = "<|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n \n"
+LLAMA3_TURN = (
+    "<|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n \n"
+)
 # Typical cosine between unrelated inputs (image-image, text-image): estimates, not measured here.
 UNRELATED = (0.5, 0.3)
 
@@ -40,7 +42,9 @@ class E5VBackbone(CheckpointModel):
     def __init__(self, checkpoint: str | None = None, device: str = "auto", dtype: str = "auto") -> None:
         super().__init__(checkpoint, "the e5v backbone", "AutoModelForImageTextToText", device, dtype)
         if self.model.config.model_type != "llava_next":
-            raise MoairError(f"{self.checkpoint} holds a {self.model.config.model_type!r} model; the e5v backbone reads llava_next checkpoints")
+            raise MoairError(
+                f"{self.checkpoint} holds a {self.model.config.model_type!r} model; the e5v backbone reads llava_next checkpoints"
+            )
         self.processor.tokenizer.padding_side = "left"  # the last position must be the prompt's last token
         self._llama3 = "<|start_header_id|>" in self.processor.tokenizer.get_vocab()
         self.dim = int(self.model.config.text_config.hidden_size)
@@ -56,7 +60,10 @@ class E5VBackbone(CheckpointModel):
 
     def _embed(self, prompts: list[str], images: list[Image.Image] | None) -> np.ndarray:
         inputs = self.processor(
-            text=prompts, images=images, padding=True, return_tensors="pt",
+            text=prompts,
+            images=images,
+            padding=True,
+            return_tensors="pt",
             add_special_tokens=self._llama3,  # another template brings its own BOS
         ).to(self.device)
         if "pixel_values" in inputs:
@@ -75,4 +82,6 @@ class E5VBackbone(CheckpointModel):
 
     def embed_composed(self, analysis: Analysis, text: str) -> np.ndarray:
         """An image changed by a text ("the same, at night"), E5-V's composed-retrieval prompt."""
-        return self._embed([self.prompt(COMPOSED_PROMPT.replace("<sent>", text))], [Image.fromarray(analysis.image.rgb)])[0]
+        return self._embed(
+            [self.prompt(COMPOSED_PROMPT.replace("<sent>", text))], [Image.fromarray(analysis.image.rgb)]
+        )[0]

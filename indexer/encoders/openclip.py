@@ -180,8 +180,7 @@ class OpenClipBackbone:
         if not config.is_file():
             if (folder / "config.json").is_file():
                 raise MoairError(
-                    f"{folder} is a transformers checkpoint (config.json, no {CONFIG_NAME}); "
-                    "use --backbone clip for it"
+                    f"{folder} is a transformers checkpoint (config.json, no {CONFIG_NAME}); use --backbone clip for it"
                 )
             raise MoairError(
                 f"{folder} is not an open_clip folder (no {CONFIG_NAME}); give the folder of a published "
@@ -214,9 +213,7 @@ class OpenClipBackbone:
             # torch's load_state_dict (missing / unexpected keys, size mismatches) and open_clip's
             # position-embedding resize ("pos_embed width changed!") say the weights are another model's
             if isinstance(e, AssertionError) or "state_dict" in str(e):
-                raise MoairError(
-                    f"the weights in {path} do not fit {where} ({_first_lines(e, 3)}); {hint}"
-                ) from None
+                raise MoairError(f"the weights in {path} do not fit {where} ({_first_lines(e, 3)}); {hint}") from None
             raise MoairError(f"cannot load the open_clip model {path}: {_first_lines(e)}") from None
         except Exception as e:  # noqa: BLE001  (json, safetensors, pickle, hub-cache and tokenizer errors)
             hub = type(e).__name__ in ("OfflineModeIsEnabled", "LocalEntryNotFoundError")

@@ -12,7 +12,16 @@ from indexer.experts.base import Analysis
 from indexer.records import ColorShare
 
 # Hue boundaries in OpenCV's 0..180 hue scale.
-HUE_NAMES = [(8, "red"), (20, "orange"), (33, "yellow"), (85, "green"), (130, "blue"), (150, "purple"), (170, "pink"), (181, "red")]
+HUE_NAMES = [
+    (8, "red"),
+    (20, "orange"),
+    (33, "yellow"),
+    (85, "green"),
+    (130, "blue"),
+    (150, "purple"),
+    (170, "pink"),
+    (181, "red"),
+]
 COLOR_NAMES = ["black", "white", "gray", "brown", *dict.fromkeys(name for _, name in HUE_NAMES)]
 
 
@@ -45,5 +54,7 @@ class DominantColors:
         counts = np.bincount(color_names(hsv).ravel(), minlength=len(COLOR_NAMES)) / (64 * 64)
         order = np.argsort(-counts)[: self.max_colors]
         analysis.perception.colors = [
-            ColorShare(name=COLOR_NAMES[i], fraction=round(float(counts[i]), 3)) for i in order if counts[i] >= self.min_fraction
+            ColorShare(name=COLOR_NAMES[i], fraction=round(float(counts[i]), 3))
+            for i in order
+            if counts[i] >= self.min_fraction
         ]

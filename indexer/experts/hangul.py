@@ -66,7 +66,9 @@ def _ask_tesseract() -> tuple[str, frozenset[str]]:
     languages = frozenset(line.strip() for line in listed.stdout.splitlines()[1:] if line.strip())
     missing = [lang for lang in LANGUAGES.split("+") if lang not in languages]
     if missing:
-        raise MoairError(f"Tesseract has no model for {', '.join(missing)} (its languages: {', '.join(sorted(languages)) or 'none'})")
+        raise MoairError(
+            f"Tesseract has no model for {', '.join(missing)} (its languages: {', '.join(sorted(languages)) or 'none'})"
+        )
     return program, languages
 
 
@@ -103,7 +105,9 @@ def _read_stack(lines: list[Image.Image]) -> list[_Word]:
     stack.save(png, "PNG")
     run = subprocess.run(
         [program, "stdin", "stdout", "-l", LANGUAGES, "--psm", "6", "tsv"],
-        input=png.getvalue(), capture_output=True, timeout=TIMEOUT_SECONDS,
+        input=png.getvalue(),
+        capture_output=True,
+        timeout=TIMEOUT_SECONDS,
         env={**os.environ, "OMP_THREAD_LIMIT": "1"},  # indexing already runs one image per core
     )
     if run.returncode != 0:
@@ -127,7 +131,9 @@ def _join(words: list[_Word], line_height: int) -> str:
     previous = None
     for word in sorted(words, key=lambda w: w.left):
         close = previous is not None and word.left - previous.right < line_height / 3
-        syllables = previous is not None and _SYLLABLE.fullmatch(previous.text[-1]) and _SYLLABLE.fullmatch(word.text[0])
+        syllables = (
+            previous is not None and _SYLLABLE.fullmatch(previous.text[-1]) and _SYLLABLE.fullmatch(word.text[0])
+        )
         single = previous is not None and (len(previous.text) == 1 or len(word.text) == 1)
         text += word.text if close and syllables and single else (" " if text else "") + word.text
         previous = word

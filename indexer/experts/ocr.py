@@ -62,7 +62,11 @@ def find_text_regions(bgr: np.ndarray, gate: bool = True) -> np.ndarray:
     else:
         thin = min(height, width) * GATE_SIDE / max(height, width, GATE_SIDE) < MIN_SIDE
         # a long strip (a banner) keeps its short side at the detector's least instead
-        gate_input = DetPreProcess(32, "min", detector.mean, detector.std) if thin else DetPreProcess(GATE_SIDE, "max", detector.mean, detector.std)
+        gate_input = (
+            DetPreProcess(32, "min", detector.mean, detector.std)
+            if thin
+            else DetPreProcess(GATE_SIDE, "max", detector.mean, detector.std)
+        )
         scores = detector.infer(gate_input(bgr))[0]
         boxes, _ = detector.postprocess_op(scores, bgr.shape[:2])
         boxes = detector.filter_tag_det_res(boxes, bgr.shape[:2])
@@ -82,7 +86,10 @@ def read_regions(analysis: Analysis, gate: bool = True) -> list[TextRegion]:
         ocr = rapid_ocr()
         crops = ocr.get_crop_img_list(bgr, boxes)
         readings, _ = ocr.text_rec(crops)
-        return [TextRegion(points, crop, " ".join(str(text).split()), float(score)) for points, crop, (text, score) in zip(boxes, crops, readings)]
+        return [
+            TextRegion(points, crop, " ".join(str(text).split()), float(score))
+            for points, crop, (text, score) in zip(boxes, crops, readings)
+        ]
 
     return analysis.cached(f"ocr-regions:{'gate' if gate else 'full'}", read)
 

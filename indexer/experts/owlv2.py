@@ -40,7 +40,9 @@ def moai_vocabulary() -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def merge_detections(existing: list[Detection], found: list[Detection], same_object_iou: float = 0.5) -> list[Detection]:
+def merge_detections(
+    existing: list[Detection], found: list[Detection], same_object_iou: float = 0.5
+) -> list[Detection]:
     """Both lists in one, by score; a box that repeats a higher-scoring box of the same label goes."""
     kept: list[Detection] = []
     for d in sorted(existing + found, key=lambda d: -d.score):
@@ -79,7 +81,9 @@ class Owlv2Detector(CheckpointModel):
                 list(self.vocabulary), padding="max_length", truncation=True, return_tensors="pt"
             ).to(self.device)
             with self._torch.inference_mode():
-                output = self.model.owlv2.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+                output = self.model.owlv2.get_text_features(
+                    input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+                )
             self._queries = output if isinstance(output, self._torch.Tensor) else output.pooler_output
         return self._queries
 

@@ -60,7 +60,10 @@ class Mask2FormerPanoptic(CheckpointModel):
         with self._lock, self._torch.inference_mode():
             outputs = self.model(**inputs)
         result = self.processor.post_process_panoptic_segmentation(
-            outputs, threshold=self.min_score, mask_threshold=self.mask_threshold, label_ids_to_fuse=set(),
+            outputs,
+            threshold=self.min_score,
+            mask_threshold=self.mask_threshold,
+            label_ids_to_fuse=set(),
             target_sizes=[(MOAI_SIDE, MOAI_SIDE)],
         )[0]
         segmentation = result["segmentation"].cpu().numpy()

@@ -36,5 +36,7 @@ class ImageNetTagger:
         labels = efficientnet_lite().labels
         kinds = imagenet_kinds()
         analysis.perception.tags = [
-            Tag(label=labels[i], score=round(float(probs[i]), 4), kind=kinds[i]) for i in best if probs[i] >= self.min_score
+            Tag(label=labels[i], score=round(float(probs[i]), 4), kind=kinds[i])
+            for i in best
+            if probs[i] >= self.min_score
         ]

@@ -17,12 +17,74 @@ import sys
 # Nearest first wins; generic words (animal, device, container, structure) are left out on purpose:
 # every image would share them.
 KINDS = (
-    "bird", "fish", "insect", "spider", "snake", "lizard", "turtle", "frog", "dog", "cat", "monkey", "bear", "rodent",
-    "horse", "cattle", "sheep", "pig", "deer", "whale", "shark", "crab", "snail", "butterfly", "beetle",
-    "flower", "tree", "fruit", "vegetable", "mushroom", "dish", "bread", "dessert", "beverage",
-    "car", "truck", "bus", "train", "boat", "ship", "aircraft", "bicycle", "motorcycle", "house", "bridge", "tower",
-    "church", "shop", "chair", "table", "bed", "furniture", "bottle", "cup", "box", "bag", "tool", "musical instrument",
-    "weapon", "clothing", "hat", "footwear", "toy", "ball", "computer", "mountain", "shore", "reptile", "mammal",
+    "bird",
+    "fish",
+    "insect",
+    "spider",
+    "snake",
+    "lizard",
+    "turtle",
+    "frog",
+    "dog",
+    "cat",
+    "monkey",
+    "bear",
+    "rodent",
+    "horse",
+    "cattle",
+    "sheep",
+    "pig",
+    "deer",
+    "whale",
+    "shark",
+    "crab",
+    "snail",
+    "butterfly",
+    "beetle",
+    "flower",
+    "tree",
+    "fruit",
+    "vegetable",
+    "mushroom",
+    "dish",
+    "bread",
+    "dessert",
+    "beverage",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "boat",
+    "ship",
+    "aircraft",
+    "bicycle",
+    "motorcycle",
+    "house",
+    "bridge",
+    "tower",
+    "church",
+    "shop",
+    "chair",
+    "table",
+    "bed",
+    "furniture",
+    "bottle",
+    "cup",
+    "box",
+    "bag",
+    "tool",
+    "musical instrument",
+    "weapon",
+    "clothing",
+    "hat",
+    "footwear",
+    "toy",
+    "ball",
+    "computer",
+    "mountain",
+    "shore",
+    "reptile",
+    "mammal",
 )
 SCENE = {"geological formation": "landscape", "body of water": "water"}
 
@@ -37,8 +99,10 @@ def read_wordnet(data_noun: str) -> dict[str, tuple[list[str], list[str]]]:
             fields = line.split(" | ")[0].split()
             count = int(fields[3], 16)
             lemmas = [fields[4 + 2 * i].replace("_", " ").lower() for i in range(count)]
-            pointers = fields[5 + 2 * count:]
-            hypernyms = [pointers[4 * i + 1] for i in range(int(fields[4 + 2 * count])) if pointers[4 * i] in ("@", "@i")]
+            pointers = fields[5 + 2 * count :]
+            hypernyms = [
+                pointers[4 * i + 1] for i in range(int(fields[4 + 2 * count])) if pointers[4 * i] in ("@", "@i")
+            ]
             synsets[fields[0]] = (lemmas, hypernyms)
     return synsets
 

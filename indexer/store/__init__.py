@@ -55,8 +55,19 @@ from indexer.store.projection import HEADS_FOLDER, Projection
 from indexer.store.vectors import ProgressCallback, VectorIndex
 
 __all__ = [
-    "DB_NAME", "HEADS_FOLDER", "FileEntry", "FileState", "IndexConfig", "IndexSettings", "IndexStats", "NewItem",
-    "SkipKind", "SkippedFile", "Store", "VerifyReport", "is_index_dir",
+    "DB_NAME",
+    "HEADS_FOLDER",
+    "FileEntry",
+    "FileState",
+    "IndexConfig",
+    "IndexSettings",
+    "IndexStats",
+    "NewItem",
+    "SkipKind",
+    "SkippedFile",
+    "Store",
+    "VerifyReport",
+    "is_index_dir",
 ]
 
 CHANCE_SAMPLE = 2000  # stored vectors sampled to measure how a head moves the chance-level cosine
@@ -72,7 +83,9 @@ def is_index_dir(path: Path) -> bool:
 class Store:
     """One open index directory. Writers hold an exclusive lock; readers do not need one."""
 
-    def __init__(self, path: Path, catalog: Catalog, config: IndexConfig, writable: bool, lock: IO | None = None) -> None:
+    def __init__(
+        self, path: Path, catalog: Catalog, config: IndexConfig, writable: bool, lock: IO | None = None
+    ) -> None:
         self.path = path
         self.config = config
         self.writable = writable
@@ -83,8 +96,13 @@ class Store:
         try:
             self.projection = Projection.load(path, config.layout, config.heads)
             self.vectors = VectorIndex.load(
-                path / VECTORS_FOLDER, config.layout.dim, catalog.manifest, self._searched_rows, catalog.live_vector_ids,
-                writable, self.query_layout,
+                path / VECTORS_FOLDER,
+                config.layout.dim,
+                catalog.manifest,
+                self._searched_rows,
+                catalog.live_vector_ids,
+                writable,
+                self.query_layout,
             )
         except sqlite3.DatabaseError as e:
             self.close_quietly()
@@ -112,7 +130,9 @@ class Store:
         lock = _take_lock(path)  # before anything is built: two creations of one index must not interleave
         try:
             if is_index_dir(path):
-                raise Locked(f"another moair process created an index at {path} meanwhile; run the command again to add to it")
+                raise Locked(
+                    f"another moair process created an index at {path} meanwhile; run the command again to add to it"
+                )
             for leftover in path.iterdir():
                 if leftover.name != LOCK_NAME and _creation_leftover(leftover.name):
                     leftover.unlink()
@@ -132,7 +152,9 @@ class Store:
         if not is_index_dir(path):
             raise MoairError(f"{path} is not a moair index (no {DB_NAME} inside)")
         if writable and not os.access(path, os.W_OK):
-            raise MoairError(f"{path} cannot be written (a read-only folder or file system): search it, but index, remove or optimize where it is writable")
+            raise MoairError(
+                f"{path} cannot be written (a read-only folder or file system): search it, but index, remove or optimize where it is writable"
+            )
         catalog, config = Catalog.open(path, writable)
         return cls(path, catalog, config, writable, lock)
 
@@ -171,7 +193,9 @@ class Store:
 
     # -- projection heads ------------------------------------------------------------------------
     def set_heads(
-        self, heads: dict[str, ProjectionHead | None], probes: dict[str, np.ndarray] | None = None,
+        self,
+        heads: dict[str, ProjectionHead | None],
+        probes: dict[str, np.ndarray] | None = None,
         progress: ProgressCallback | None = None,
     ) -> None:
         """Search through these projection heads from now on (None removes a space's head).

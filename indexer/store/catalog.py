@@ -158,9 +158,13 @@ class Catalog:
             config = IndexConfig.model_validate_json(row[0])
         except ValidationError as e:
             db.close()
-            raise DamagedIndex(f"{file}: its configuration row is damaged ({e.errors()[0]['msg']}); restore it from a backup") from None
+            raise DamagedIndex(
+                f"{file}: its configuration row is damaged ({e.errors()[0]['msg']}); restore it from a backup"
+            ) from None
         if config.schema_version != SCHEMA_VERSION:
-            raise MoairError(f"{folder} uses index format {config.schema_version}; this moair reads format {SCHEMA_VERSION}")
+            raise MoairError(
+                f"{folder} uses index format {config.schema_version}; this moair reads format {SCHEMA_VERSION}"
+            )
         if stored and stored[0] != config.layout.dim * 4:
             db.close()
             raise DamagedIndex(
@@ -204,10 +208,17 @@ class Catalog:
         for start in range(0, len(vector_ids), READ_CHUNK):
             ids = [int(i) for i in vector_ids[start : start + READ_CHUNK]]
             marks = ",".join("?" * len(ids))
-            found = dict(self._db.execute(f"SELECT {self._vector_column}, vector FROM items WHERE {self._vector_column} IN ({marks})", ids))
+            found = dict(
+                self._db.execute(
+                    f"SELECT {self._vector_column}, vector FROM items WHERE {self._vector_column} IN ({marks})", ids
+                )
+            )
             ids = [i for i in ids if i in found]
             if ids:
-                yield np.array(ids, np.int64), np.stack([np.frombuffer(found[i], np.float32, count=self.dim) for i in ids])
+                yield (
+                    np.array(ids, np.int64),
+                    np.stack([np.frombuffer(found[i], np.float32, count=self.dim) for i in ids]),
+                )
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         """The stored vectors of items ``ids``, in that order."""
@@ -221,12 +232,26 @@ class Catalog:
         """The item id of each vector id (-1 for one that is not live), in the same shape."""
         wanted = sorted({int(i) for i in vector_ids.ravel() if i >= 0})
         marks = ",".join("?" * len(wanted))
-        known = dict(self._db.execute(f"SELECT {self._vector_column}, id FROM items WHERE {self._vector_column} IN ({marks})", wanted)) if wanted else {}
-        return np.vectorize(lambda v: known.get(int(v), -1), otypes=[np.int64])(vector_ids) if vector_ids.size else vector_ids
+        known = (
+            dict(
+                self._db.execute(
+                    f"SELECT {self._vector_column}, id FROM items WHERE {self._vector_column} IN ({marks})", wanted
+                )
+            )
+            if wanted
+            else {}
+        )
+        return (
+            np.vectorize(lambda v: known.get(int(v), -1), otypes=[np.int64])(vector_ids)
+            if vector_ids.size
+            else vector_ids
+        )
 
     def vector_ids_with_modality(self, modality: str) -> np.ndarray:
         """Vector ids of the items holding ``modality`` (image, text or image,text)."""
-        rows = self._db.execute(f"SELECT {self._vector_column} FROM items WHERE {self._modality_column} = ?", (modality,))
+        rows = self._db.execute(
+            f"SELECT {self._vector_column} FROM items WHERE {self._modality_column} = ?", (modality,)
+        )
         return np.array([row[0] for row in rows], dtype=np.int64)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -236,14 +261,14 @@ class Catalog:
 
     def files_under(self, root: Path) -> dict[str, FileState]:
         """Indexed files at or below ``root`` (an absolute path)."""
-        rows = self._db.execute(
-            f"SELECT path, size, mtime_ns FROM files WHERE {_AT_OR_BELOW}", _at_or_below(root)
-        )
+        rows = self._db.execute(f"SELECT path, size, mtime_ns FROM files WHERE {_AT_OR_BELOW}", _at_or_below(root))
         return {path: FileState(size, mtime) for path, size, mtime in rows}
 
     def skipped_under(self, root: Path) -> list[str]:
         """Paths at or below ``root`` remembered as bad files."""
-        return [row[0] for row in self._db.execute(f"SELECT path FROM skipped WHERE {_AT_OR_BELOW}", _at_or_below(root))]
+        return [
+            row[0] for row in self._db.execute(f"SELECT path FROM skipped WHERE {_AT_OR_BELOW}", _at_or_below(root))
+        ]
 
     def file_state(self, path: str) -> FileState | None:
         row = self._db.execute(f"SELECT size, mtime_ns FROM files WHERE path = {PATH}", (path_bytes(path),)).fetchone()
@@ -378,7 +403,9 @@ class Catalog:
                     item.modality,
                     next_vector_id,
                 )
-                old = self._db.execute("SELECT vector_id FROM items WHERE content_hash = ?", (item.content_hash,)).fetchone()
+                old = self._db.execute(
+                    "SELECT vector_id FROM items WHERE content_hash = ?", (item.content_hash,)
+                ).fetchone()
                 if old is None:
                     self._db.execute(
                         "INSERT INTO items (perception, verbalization, expert_versions, vector, added_at, modality,"
@@ -409,7 +436,9 @@ class Catalog:
                 f"INSERT OR REPLACE INTO skipped (path, size, mtime_ns, reason, kind) VALUES ({PATH}, ?, ?, ?, ?)",
                 [(path_bytes(s.path), s.size, s.mtime_ns, s.reason, s.kind) for s in skipped],
             )
-            orphans = self._db.execute("SELECT id, vector_id FROM items WHERE id NOT IN (SELECT item_id FROM files)").fetchall()
+            orphans = self._db.execute(
+                "SELECT id, vector_id FROM items WHERE id NOT IN (SELECT item_id FROM files)"
+            ).fetchall()
             if orphans:
                 self._db.executemany("DELETE FROM items WHERE id = ?", [(i,) for i, _ in orphans])
                 dead += [v for _, v in orphans]
@@ -486,4 +515,3 @@ def _connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA foreign_keys=ON")
     return db
-

@@ -89,7 +89,6 @@ class IndexStats(BaseModel):
     heads: dict[str, str] = {}  # embedding space -> projection head version
 
 
-
 @dataclass
 class IndexSettings:
     """How the vector index is chosen and searched; None keeps what the index has."""

@@ -34,7 +34,9 @@ class Projection:
         for space, record in records.items():
             head = ProjectionHead.load(index / HEADS_FOLDER / record.file)
             if head.version != record.version:
-                raise MoairError(f"{index / HEADS_FOLDER / record.file} is not the head this index was built with; run moair train-head again")
+                raise MoairError(
+                    f"{index / HEADS_FOLDER / record.file} is not the head this index was built with; run moair train-head again"
+                )
             heads[space] = head
         return cls(layout, heads, records)
 
@@ -61,15 +63,22 @@ class Projection:
                 where = slices[block]
                 present = rows[:, where.stop - 1] > 0
                 if present.any():
-                    rows[present, where.start : where.stop - 1] = head.apply(rows[present, where.start : where.stop - 1])
+                    rows[present, where.start : where.stop - 1] = head.apply(
+                        rows[present, where.start : where.stop - 1]
+                    )
         return rows
 
     def parts(self, parts: dict[str, np.ndarray | None]) -> dict[str, np.ndarray | None]:
         """A query's block embeddings through the projection heads."""
         heads = {block: self.heads[space] for space in self.heads for block in EMBEDDING_SPACES[space]}
-        return {name: vector if vector is None or name not in heads else heads[name].apply(vector) for name, vector in parts.items()}
+        return {
+            name: vector if vector is None or name not in heads else heads[name].apply(vector)
+            for name, vector in parts.items()
+        }
 
-    def chance_shifts(self, sample: np.ndarray, space: str, head: ProjectionHead, probes: np.ndarray | None) -> tuple[float, float]:
+    def chance_shifts(
+        self, sample: np.ndarray, space: str, head: ProjectionHead, probes: np.ndarray | None
+    ) -> tuple[float, float]:
         """How much ``head`` moves the mean cosine between different items of ``sample`` (stored
         rows), and between the unrelated ``probes`` and the items (the chance levels the mixture
         subtracts), averaged over the space's blocks; 0 with too few items. Without probes both
@@ -83,7 +92,10 @@ class Projection:
                 continue
             projected = head.apply(vectors)
             pairs = np.roll(np.arange(len(vectors)), 1)  # each item with another one
-            item_shifts.append(np.mean(np.sum(projected * projected[pairs], axis=1)) - np.mean(np.sum(vectors * vectors[pairs], axis=1)))
+            item_shifts.append(
+                np.mean(np.sum(projected * projected[pairs], axis=1))
+                - np.mean(np.sum(vectors * vectors[pairs], axis=1))
+            )
             if probes is not None and len(probes):
                 query_shifts.append(np.mean(head.apply(probes) @ projected.T) - np.mean(probes @ vectors.T))
         item_shift = round(float(np.mean(item_shifts)), 4) if item_shifts else 0.0

@@ -44,8 +44,14 @@ class VectorIndex:
 
     @classmethod
     def load(
-        cls, folder: Path, dim: int, manifest: Callable[[], VectorManifest | None], rows: RowSource,
-        live_ids: Callable[[], np.ndarray], writable: bool, layout: Layout,
+        cls,
+        folder: Path,
+        dim: int,
+        manifest: Callable[[], VectorManifest | None],
+        rows: RowSource,
+        live_ids: Callable[[], np.ndarray],
+        writable: bool,
+        layout: Layout,
     ) -> "VectorIndex":
         """Load the shard files the committed ``manifest()`` names, then make them agree with the
         row source (the consistency check): missing vectors are added, vectors no longer live
@@ -101,7 +107,12 @@ class VectorIndex:
         return list(self.shards.problems)
 
     def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, knob_value: int | None = None, gpu: bool = False,
+        self,
+        queries: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None = None,
+        knob_value: int | None = None,
+        gpu: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, vector ids) per query row, -1 past the end; only ``allowed`` vector ids
         when given; at ``knob_value`` instead of the tuned one; on a GPU copy with ``gpu`` when
@@ -110,7 +121,12 @@ class VectorIndex:
         return self._search(self.shards, queries, k, allowed, knob_value, gpu)
 
     def _search(
-        self, shards: Shards, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, knob_value: int | None = None,
+        self,
+        shards: Shards,
+        queries: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None = None,
+        knob_value: int | None = None,
         gpu: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         wanted = k * ann.refine_factor(shards.manifest.index_type)
@@ -201,12 +217,16 @@ class VectorIndex:
 
     def _built(self, progress: ProgressCallback | None) -> Shards:
         live = np.sort(self._live_ids())
-        manifest = self.manifest.model_copy(update={"shards": [], "trained_file": None, "trained_sha256": None, "knob": None, "knob_value": None})
+        manifest = self.manifest.model_copy(
+            update={"shards": [], "trained_file": None, "trained_sha256": None, "knob": None, "knob_value": None}
+        )
         manifest.index_type = self._wanted_type(manifest, len(live))
         empty = ann.build_index(manifest.index_type, self.dim)
         notes = []
         if len(live) < ann.minimum_training(empty):
-            notes.append(f"{manifest.index_type} needs {ann.minimum_training(empty)} items to train on; searching exactly until then")
+            notes.append(
+                f"{manifest.index_type} needs {ann.minimum_training(empty)} items to train on; searching exactly until then"
+            )
             manifest.index_type = ann.EXACT
             empty = ann.build_index(ann.EXACT, self.dim)
         template = None
@@ -252,7 +272,11 @@ class VectorIndex:
             truth,
             manifest.recall_target,
         )
-        manifest.knob, manifest.knob_value, manifest.recall_estimate = tuning.knob, tuning.value, round(tuning.recall, 4)
+        manifest.knob, manifest.knob_value, manifest.recall_estimate = (
+            tuning.knob,
+            tuning.value,
+            round(tuning.recall, 4),
+        )
 
     def maintain(self, layout: Layout, progress: ProgressCallback | None = None) -> str | None:
         """Keep the index fit as the collection changes: build another type when the requested one

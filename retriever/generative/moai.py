@@ -70,4 +70,6 @@ class MoAIGenerator:
         pictured = next((a for a in map(self._analysis, sources) if a is not None), None)
         if deadline is not None and time.monotonic() >= deadline:
             return
-        yield from self.backbone.stream(ANSWER_QUESTION.format(question=question, notes=notes), pictured, max_new_tokens, deadline)
+        yield from self.backbone.stream(
+            ANSWER_QUESTION.format(question=question, notes=notes), pictured, max_new_tokens, deadline
+        )

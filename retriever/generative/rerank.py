@@ -35,5 +35,5 @@ def rerank(
         scores = generator.judge(query, [candidate(records[h.item_id]) for h in batch])
         judged += [h.model_copy(update={"rerank_score": round(float(s), 4)}) for h, s in zip(batch, scores)]
     judged.sort(key=lambda h: (-h.rerank_score, -h.score))
-    ordered = judged + head[len(judged):] + list(hits[top:])
+    ordered = judged + head[len(judged) :] + list(hits[top:])
     return [h.model_copy(update={"rank": rank}) for rank, h in enumerate(ordered, start=1)]

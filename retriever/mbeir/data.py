@@ -27,19 +27,46 @@ from indexer.errors import MoairError
 Modality = Literal["text", "image", "image,text"]
 
 DATASET_IDS = {
-    "visualnews": 0, "fashion200k": 1, "webqa": 2, "edis": 3, "nights": 4,
-    "oven": 5, "infoseek": 6, "fashioniq": 7, "cirr": 8, "mscoco": 9,
+    "visualnews": 0,
+    "fashion200k": 1,
+    "webqa": 2,
+    "edis": 3,
+    "nights": 4,
+    "oven": 5,
+    "infoseek": 6,
+    "fashioniq": 7,
+    "cirr": 8,
+    "mscoco": 9,
 }
 # task id -> (query modality, candidate modality); task 5 exists in UniIR's table but is unused.
 TASK_MODALITIES: dict[int, tuple[str, str]] = {
-    0: ("text", "image"), 1: ("text", "text"), 2: ("text", "image,text"), 3: ("image", "text"),
-    4: ("image", "image"), 5: ("image", "text,image"), 6: ("image,text", "text"),
-    7: ("image,text", "image"), 8: ("image,text", "image,text"),
+    0: ("text", "image"),
+    1: ("text", "text"),
+    2: ("text", "image,text"),
+    3: ("image", "text"),
+    4: ("image", "image"),
+    5: ("image", "text,image"),
+    6: ("image,text", "text"),
+    7: ("image,text", "image"),
+    8: ("image,text", "image,text"),
 }
 EVALUATED_TASKS = [
-    "visualnews_task0", "mscoco_task0", "fashion200k_task0", "webqa_task1", "edis_task2", "webqa_task2",
-    "visualnews_task3", "mscoco_task3", "fashion200k_task3", "nights_task4", "oven_task6", "infoseek_task6",
-    "fashioniq_task7", "cirr_task7", "oven_task8", "infoseek_task8",
+    "visualnews_task0",
+    "mscoco_task0",
+    "fashion200k_task0",
+    "webqa_task1",
+    "edis_task2",
+    "webqa_task2",
+    "visualnews_task3",
+    "mscoco_task3",
+    "fashion200k_task3",
+    "nights_task4",
+    "oven_task6",
+    "infoseek_task6",
+    "fashioniq_task7",
+    "cirr_task7",
+    "oven_task8",
+    "infoseek_task8",
 ]
 DEFAULT_KS = (1, 5, 10)
 FASHION_KS = (10, 20, 50)  # UniIR reports Recall@10/20/50 for Fashion200K and FashionIQ
@@ -104,7 +131,9 @@ class TaskName:
     def parse(cls, name: str) -> "TaskName":
         dataset, _, task = name.lower().rpartition("_task")
         if dataset not in DATASET_IDS or not task.isdigit() or int(task) not in TASK_MODALITIES:
-            raise MoairError(f"unknown M-BEIR task {name!r}; tasks look like mscoco_task0 ({', '.join(EVALUATED_TASKS)})")
+            raise MoairError(
+                f"unknown M-BEIR task {name!r}; tasks look like mscoco_task0 ({', '.join(EVALUATED_TASKS)})"
+            )
         return cls(dataset, int(task))
 
     def __str__(self) -> str:
@@ -220,9 +249,7 @@ def candidate_modality(query: Query, pool: dict[str, Candidate], task: TaskName 
     raise MoairError(f"query {query.qid}: none of its positives is in the candidate pool")
 
 
-def instruction_for(
-    query: Query, cand_modality: str, instructions: dict[tuple[str, str, str], list[str]]
-) -> str:
+def instruction_for(query: Query, cand_modality: str, instructions: dict[tuple[str, str, str], list[str]]) -> str:
     """The instruction for a query's (dataset, query modality, candidate modality). UniIR draws one
     at random per query; like pyserini's port of UniIR, this takes the first, so runs repeat."""
     key = (query.dataset_id, query.query_modality, cand_modality)

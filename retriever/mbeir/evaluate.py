@@ -47,7 +47,9 @@ class EvalResult:
     tasks: list[TaskScore]
     average: dict[str, float]
     pool_reports: dict[str, IndexReport] = field(default_factory=dict)  # pool file -> what indexing did
-    runs: dict[str, tuple[int, dict[str, list[tuple[str, float]]]]] = field(default_factory=dict)  # run id -> (task id, ranking)
+    runs: dict[str, tuple[int, dict[str, list[tuple[str, float]]]]] = field(
+        default_factory=dict
+    )  # run id -> (task id, ranking)
 
     def write_run_file(self, path: Path) -> None:
         """All rankings as one TREC run file, UniIR's line format."""
@@ -57,8 +59,14 @@ class EvalResult:
 
     def to_json(self) -> dict:
         tasks = [
-            {"dataset": t.dataset, "task_id": t.task_id, "task": f"{t.dataset}_task{t.task_id}", "pool": t.pool,
-             "queries": t.queries, **t.recall}
+            {
+                "dataset": t.dataset,
+                "task_id": t.task_id,
+                "task": f"{t.dataset}_task{t.task_id}",
+                "pool": t.pool,
+                "queries": t.queries,
+                **t.recall,
+            }
             for t in self.tasks
         ]
         return {"tasks": tasks, "average": self.average}
@@ -105,7 +113,14 @@ class _Evaluation:
     """One ``evaluate`` call: the open pool indexes and the results so far."""
 
     def __init__(
-        self, layout: Layout, work: Path, split: str, pool: str, instruct: bool, progress: Progress, experts: Sequence[str],
+        self,
+        layout: Layout,
+        work: Path,
+        split: str,
+        pool: str,
+        instruct: bool,
+        progress: Progress,
+        experts: Sequence[str],
         rerank: int = 0,
     ) -> None:
         self.layout, self.work, self.split, self.pool, self.progress = layout, work, split, pool, progress
@@ -116,17 +131,23 @@ class _Evaluation:
         self._open: dict[Path, Engine] = {}
 
     def evaluate_task(self, task: TaskName, ks: list[int]) -> None:
-        pool_file = self.layout.local_pool(task, self.split) if self.pool == "local" else self.layout.union_pool(self.split)
+        pool_file = (
+            self.layout.local_pool(task, self.split) if self.pool == "local" else self.layout.union_pool(self.split)
+        )
         candidates = {c.did: c for c in read_jsonl(pool_file, Candidate)}
         query_file = self.layout.queries(task, self.split)
         queries = read_jsonl(query_file, Query)
         qrels = read_qrels(self.layout.qrels(task, self.split))
         depth = min(max(ks), MAX_K)
-        name = run_id(str(task), self.pool, self.split, depth) + ("" if self.instructions is not None else "_noinstruct")
+        name = run_id(str(task), self.pool, self.split, depth) + (
+            "" if self.instructions is not None else "_noinstruct"
+        )
         name += f"_rerank{self.rerank}" if self.rerank else ""
         cached = self.work / "runs" / f"{name}.json"
         if cached.exists():
-            ranked = {qid: [(did, score) for did, score in hits] for qid, hits in json.loads(cached.read_text()).items()}
+            ranked = {
+                qid: [(did, score) for did, score in hits] for qid, hits in json.loads(cached.read_text()).items()
+            }
         else:
             engine = self.engine_for(pool_file, candidates)
             ranked = self.rank(engine, task, query_file, queries, candidates, depth, self.progress(str(task)))
@@ -141,7 +162,9 @@ class _Evaluation:
             index = self.work / "pools" / f"{pool_file.stem}.moair"
             engine = self.engines.enter_context(Engine.open(index, create=True, experts=self.experts))
             entries = [self.entry(c) for c in candidates.values()]
-            self.result.pool_reports[str(pool_file)] = engine.add_entries(entries, self.progress(f"indexing {pool_file.stem}"))
+            self.result.pool_reports[str(pool_file)] = engine.add_entries(
+                entries, self.progress(f"indexing {pool_file.stem}")
+            )
             self._open[pool_file] = engine
         return self._open[pool_file]
 

@@ -86,9 +86,13 @@ class MoAIBackbone:
         self.device = torch_device(device)
         self.model, config = load_model(folder, self.device, torch_dtype(dtype, self.device))
         self.arch = self.model.arch
-        self.tokenizer = MoAITokenizer(folder / "tokenizer.model", int(config.get("image_token_index", self.arch.output_rows)))
+        self.tokenizer = MoAITokenizer(
+            folder / "tokenizer.model", int(config.get("image_token_index", self.arch.output_rows))
+        )
         if self.tokenizer.image_id >= self.arch.embedding_rows:
-            raise MoairError(f"{folder}: the <image> id {self.tokenizer.image_id} is outside tok_embeddings ({self.arch.embedding_rows} rows)")
+            raise MoairError(
+                f"{folder}: the <image> id {self.tokenizer.image_id} is outside tok_embeddings ({self.arch.embedding_rows} rows)"
+            )
         self.dim = self.arch.hidden
         self.version = f"moai-{self.fingerprint}"
         self.unrelated_similarity, self.unrelated_text_similarity = UNRELATED
@@ -113,7 +117,11 @@ class MoAIBackbone:
         side = self.arch.image_size
         maps = self.model.image_features(self._pixels([panoptic_map(a, side) for a in analyses]))
         compressed = [
-            self.model.moai_compressor(self._torch.cat((self._token_embeddings(self.tokenizer.encode(moai_prompt(a.perception))), maps[i]))[None])
+            self.model.moai_compressor(
+                self._torch.cat((self._token_embeddings(self.tokenizer.encode(moai_prompt(a.perception))), maps[i]))[
+                    None
+                ]
+            )
             for i, a in enumerate(analyses)
         ]
         return self._torch.cat(compressed)
@@ -145,9 +153,9 @@ class MoAIBackbone:
         real = torch.zeros(len(rows), length, dtype=torch.bool, device=self.device)
         image_rows = torch.zeros_like(real)
         for i, (row, mask) in enumerate(zip(rows, image_masks)):
-            embeds[i, length - len(row):] = row
-            real[i, length - len(row):] = True
-            image_rows[i, length - len(row):] = torch.tensor(mask, device=self.device)
+            embeds[i, length - len(row) :] = row
+            real[i, length - len(row) :] = True
+            image_rows[i, length - len(row) :] = torch.tensor(mask, device=self.device)
         return embeds, real, image_rows if features is not None else None
 
     def _last_hidden(self, questions: Sequence[str], analyses: Sequence[Analysis] | None) -> np.ndarray:
@@ -204,7 +212,7 @@ class MoAIBackbone:
                 answer.append(token)
                 text = self.tokenizer.decode(answer)
                 if len(text) > len(shown):  # a piece can end inside a character: wait for the rest
-                    yield text[len(shown):]
+                    yield text[len(shown) :]
                     shown = text
                 real = torch.cat((real, torch.ones(1, 1, dtype=torch.bool, device=self.device)), dim=1)
                 hidden, cache = self.model(self._token_embeddings([token])[None], real, cache=cache)

@@ -114,12 +114,22 @@ class LowRankAttention(nn.Module):
         def split(x: torch.Tensor) -> torch.Tensor:  # [n, dim] -> [heads, n, dim / heads]
             return x.reshape(x.shape[0], self.heads, -1).transpose(0, 1)
 
-        q, k, v = (split(F.gelu(layer(x))) for layer, x in ((self.linear_q, query), (self.linear_k, keys), (self.linear_v, keys)))
+        q, k, v = (
+            split(F.gelu(layer(x)))
+            for layer, x in ((self.linear_q, query), (self.linear_k, keys), (self.linear_v, keys))
+        )
         mixed = F.scaled_dot_product_attention(q, k, v).transpose(0, 1).reshape(query.shape)
         return query + F.gelu(self.linear_o(mixed))
 
 
-MIXER_EXPERTS = ("moai_CA_img_aux", "moai_CA_img_lang", "moai_SA_img", "moai_CA_lang_aux", "moai_CA_lang_img", "moai_SA_lang")
+MIXER_EXPERTS = (
+    "moai_CA_img_aux",
+    "moai_CA_img_lang",
+    "moai_SA_img",
+    "moai_CA_lang_aux",
+    "moai_CA_lang_img",
+    "moai_SA_lang",
+)
 
 
 def rotary(positions: torch.Tensor, arch: Architecture, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,7 +194,9 @@ class Attention(nn.Module):
         if self.with_mixer and step.aux is not None:
             hidden = self.mix(hidden, step)
         batch, length, _ = hidden.shape
-        qkv = self.wqkv(hidden, step.image_rows).view(batch, length, self.arch.kv_heads, self.groups + 2, self.arch.head_dim)
+        qkv = self.wqkv(hidden, step.image_rows).view(
+            batch, length, self.arch.kv_heads, self.groups + 2, self.arch.head_dim
+        )
         queries = qkv[..., : self.groups, :].reshape(batch, length, self.arch.heads, self.arch.head_dim).transpose(1, 2)
         keys, values = qkv[..., -2, :].transpose(1, 2), qkv[..., -1, :].transpose(1, 2)
         queries, keys = _rotate(queries, step.cos, step.sin), _rotate(keys, step.cos, step.sin)
@@ -260,13 +272,17 @@ class Compressor(nn.Module):
         super().__init__()
         self.latents = nn.Parameter(torch.zeros(arch.compressor_latents, arch.hidden))
         self.layers = nn.ModuleList(
-            nn.ModuleList([
-                PerceiverAttention(arch),
-                nn.Sequential(
-                    nn.LayerNorm(arch.hidden), nn.Linear(arch.hidden, arch.compressor_ff, bias=False),
-                    nn.GELU(), nn.Linear(arch.compressor_ff, arch.hidden, bias=False),
-                ),
-            ])
+            nn.ModuleList(
+                [
+                    PerceiverAttention(arch),
+                    nn.Sequential(
+                        nn.LayerNorm(arch.hidden),
+                        nn.Linear(arch.hidden, arch.compressor_ff, bias=False),
+                        nn.GELU(),
+                        nn.Linear(arch.compressor_ff, arch.hidden, bias=False),
+                    ),
+                ]
+            )
             for _ in range(arch.compressor_depth)
         )
         self.norm = nn.LayerNorm(arch.hidden)
@@ -287,9 +303,14 @@ class VisionTower(nn.Module):
         from transformers import CLIPVisionConfig, CLIPVisionModel
 
         config = CLIPVisionConfig(
-            hidden_size=arch.vision_hidden, intermediate_size=arch.vision_intermediate,
-            num_hidden_layers=arch.vision_layers, num_attention_heads=arch.vision_heads,
-            patch_size=arch.vision_patch, image_size=arch.image_size, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+            hidden_size=arch.vision_hidden,
+            intermediate_size=arch.vision_intermediate,
+            num_hidden_layers=arch.vision_layers,
+            num_attention_heads=arch.vision_heads,
+            patch_size=arch.vision_patch,
+            image_size=arch.image_size,
+            hidden_act="quick_gelu",
+            layer_norm_eps=1e-5,
         )
         self.vision_tower = CLIPVisionModel(config)
 
@@ -319,7 +340,9 @@ class MoAIModel(nn.Module):
         self.model = Decoder(arch)
         self.output = nn.Linear(arch.hidden, arch.output_rows, bias=False)
         self.vit = VisionTower(arch)
-        self.vision_proj = nn.Sequential(nn.Linear(arch.vision_hidden, arch.hidden), nn.GELU(), nn.Linear(arch.hidden, arch.hidden))
+        self.vision_proj = nn.Sequential(
+            nn.Linear(arch.vision_hidden, arch.hidden), nn.GELU(), nn.Linear(arch.hidden, arch.hidden)
+        )
         self.moai_compressor = Compressor(arch)
 
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -352,8 +375,12 @@ class MoAIModel(nn.Module):
         allowed[:, slots, past + slots] = True  # a padding slot attends to itself: no empty softmax
         real_new = real[:, past:]
         step = Step(
-            allowed=allowed[:, None], cos=cos, sin=sin, image_rows=image_rows,
-            language_rows=None if image_rows is None else real_new & ~image_rows, aux=aux,
+            allowed=allowed[:, None],
+            cos=cos,
+            sin=sin,
+            image_rows=image_rows,
+            language_rows=None if image_rows is None else real_new & ~image_rows,
+            aux=aux,
         )
         hidden, new_cache = embeds, []
         for number, layer in enumerate(self.model.layers):

@@ -138,7 +138,7 @@ def parameter_name(checkpoint_name: str, vision_keeps_prefix: bool) -> str:
     """The module parameter a checkpoint tensor loads into. transformers 5 dropped the
     ``vision_model.`` level from ``CLIPVisionModel``'s own names; the checkpoint has it."""
     if checkpoint_name.startswith(VISION_PREFIX) and not vision_keeps_prefix:
-        return "vit.vision_tower." + checkpoint_name[len(VISION_PREFIX):]
+        return "vit.vision_tower." + checkpoint_name[len(VISION_PREFIX) :]
     return checkpoint_name
 
 
@@ -157,7 +157,11 @@ def check_names(
             problems.append(f"unexpected tensor {name} {list(shape)}")
         elif tuple(parameters[target]) != tuple(shape) and not target.endswith("position_embedding.weight"):
             problems.append(f"{name} is {list(shape)}, the model expects {list(parameters[target])}")
-    problems += [f"missing tensor for {target} {list(shape)}" for target, shape in sorted(parameters.items()) if target not in mapped]
+    problems += [
+        f"missing tensor for {target} {list(shape)}"
+        for target, shape in sorted(parameters.items())
+        if target not in mapped
+    ]
     return problems
 
 
@@ -207,5 +211,7 @@ def load_model(folder: Path, device: str, dtype):
             if buffer.is_meta:
                 if name != "position_ids":
                     raise MoairError(f"the MoAI modules have a buffer {name} that no checkpoint fills")
-                module.register_buffer(name, torch.arange(buffer.shape[-1], device=device).expand(buffer.shape), persistent=False)
+                module.register_buffer(
+                    name, torch.arange(buffer.shape[-1], device=device).expand(buffer.shape), persistent=False
+                )
     return model.eval(), config
