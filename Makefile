@@ -1,5 +1,5 @@
 # make demo   set up .venv, index the sample photos, run example searches
-# make test   set up .venv with test extras (torch, transformers, open_clip, Gemma) and Debian's chromium (browser test) and Nanum fonts (Korean test images), run the whole test suite
+# make test   set up .venv with test extras (torch, transformers, open_clip, Gemma, ruff) and Debian's chromium (browser test) and Nanum fonts (Korean test images), run ruff and the whole test suite
 # make bench  run the speed and quality benchmarks by hand (results in benchmarks/results/)
 # make lock   refresh the locked dependency versions in requirements/, then run the tests and the demo
 PYTHON ?= python3
@@ -16,7 +16,10 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 demo: $(VENV)/.installed debian-packages
 	$(BIN)/moair demo
 
+# ruff first (pyproject.toml's [tool.ruff]: the lint rules and the formatting), then the suite.
 test: $(VENV)/.installed-test debian-packages debian-test-packages
+	$(BIN)/ruff check --no-cache .
+	$(BIN)/ruff format --check --no-cache .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test

@@ -8,7 +8,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -75,7 +74,7 @@ RecallTargetOption = typer.Option(
 )
 
 
-def _configure(engine, index_type: Optional[str], memory_budget: Optional[str], recall_target: Optional[float]) -> None:
+def _configure(engine, index_type: str | None, memory_budget: str | None, recall_target: float | None) -> None:
     from indexer.ann import parse_size
 
     if index_type is not None or memory_budget is not None or recall_target is not None:
@@ -84,38 +83,40 @@ def _configure(engine, index_type: Optional[str], memory_budget: Optional[str], 
 
 @app.command()
 def index(
-    paths: List[Path] = typer.Argument(..., help="Image files and folders (folders are walked recursively)."),
+    paths: list[Path] = typer.Argument(..., help="Image files and folders (folders are walked recursively)."),
     index_path: Path = IndexOption,
-    text_embedder: Optional[str] = typer.Option(
+    text_embedder: str | None = typer.Option(
         None, help="Text embedder for a new index: e5-small (multilingual; the default) or minilm (English)."
     ),
-    backbone: Optional[str] = typer.Option(
+    backbone: str | None = typer.Option(
         None,
-        help="Visual expert for a new index: efficientnet-lite3 (packaged, CPU; the default), clip (a local CLIP or SigLIP checkpoint), "
+        help="Visual expert for a new index: efficientnet-lite3 (packaged, CPU; the default), "
+        "clip (a local CLIP or SigLIP checkpoint), "
         "openclip (a local open_clip model: its folder, or one weights file with --model-name), "
-        "e5v (a local E5-V / LLaVA-NeXT checkpoint) or moai (a local MoAI-7B checkpoint, fed with the experts' verbalization); "
+        "e5v (a local E5-V / LLaVA-NeXT checkpoint) or moai (a local MoAI-7B checkpoint, fed with the experts' "
+        "verbalization); "
         "with a checkpoint backbone, text queries reach the image space too.",
     ),
-    checkpoint: Optional[Path] = typer.Option(
+    checkpoint: Path | None = typer.Option(
         None,
         "--checkpoint",
         help="The checkpoint folder for --backbone clip, e5v or moai (config.json, *.safetensors, tokenizer and "
         "preprocessor files); for openclip, an open_clip folder (open_clip_config.json + weights) or one weights file "
         "(.safetensors, .pt, .bin) with --model-name.",
     ),
-    model_name: Optional[str] = typer.Option(
+    model_name: str | None = typer.Option(
         None,
         "--model-name",
         help="For --backbone openclip with a single weights file: its open_clip architecture "
         "(e.g. ViT-B-32, ViT-B-16-SigLIP; see open_clip.list_models()).",
     ),
-    expert: List[str] = typer.Option(
+    expert: list[str] = typer.Option(
         [],
         "--expert",
         help="Another perception expert from a local checkpoint folder, as NAME=DIR: owlv2 (open-world "
         "detection, MoAI's 1,847 names) or panoptic (Mask2Former COCO panoptic); repeat for both. For a new index.",
     ),
-    without_expert: List[str] = typer.Option(
+    without_expert: list[str] = typer.Option(
         [],
         "--without-expert",
         help=f"Leave a default perception expert out of a new index (repeat for more): "
@@ -124,9 +125,9 @@ def index(
     device: str = DeviceOption,
     dtype: str = DtypeOption,
     prune: bool = typer.Option(True, help="Drop files that were deleted from the given folders."),
-    index_type: Optional[str] = IndexTypeOption,
-    memory_budget: Optional[str] = MemoryBudgetOption,
-    recall_target: Optional[float] = RecallTargetOption,
+    index_type: str | None = IndexTypeOption,
+    memory_budget: str | None = MemoryBudgetOption,
+    recall_target: float | None = RecallTargetOption,
     as_json: bool = JsonOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -172,29 +173,30 @@ def index(
 
 @app.command()
 def search(
-    query: Optional[str] = typer.Argument(
+    query: str | None = typer.Argument(
         None, help="Text query, English or Korean. Quote words to match text in images."
     ),
     index_path: Path = IndexOption,
-    image: Optional[Path] = typer.Option(
+    image: Path | None = typer.Option(
         None, "--image", help="Query image (alone, or with the text for image + text search)."
     ),
     k: int = typer.Option(10, "-k", "--k", min=1, max=MAX_K, help="Number of results."),
-    min_score: Optional[float] = typer.Option(None, "--min-score", help="Drop hits scoring below this."),
-    max_drop: Optional[float] = typer.Option(
+    min_score: float | None = typer.Option(None, "--min-score", help="Drop hits scoring below this."),
+    max_drop: float | None = typer.Option(
         None, "--max-drop", help="End the list where the score falls by more than this from one hit to the next."
     ),
-    modality: Optional[str] = typer.Option(None, "--modality", help="Only items that are image, text or image,text."),
+    modality: str | None = typer.Option(None, "--modality", help="Only items that are image, text or image,text."),
     rerank: int = typer.Option(
         0,
         "--rerank",
         min=0,
         max=MAX_RERANK,
         help='Re-score the top N hits of a text query with a generative model as P("Yes") '
-        "for \"Does this image match: QUERY?\" (MoAI when it is the index's backbone, else Gemma-3 270M over each item's "
-        "description) and order them by it. Off by default: see the README for what it measured.",
+        'for "Does this image match: QUERY?" (MoAI when it is the index\'s backbone, '
+        "else Gemma-3 270M over each item's description) and order them by it. "
+        "Off by default: see the README for what it measured.",
     ),
-    time_budget: Optional[float] = typer.Option(
+    time_budget: float | None = typer.Option(
         None,
         "--time-budget",
         min=0.001,
@@ -260,7 +262,7 @@ def verify(index_path: Path = IndexOption, as_json: bool = JsonOption) -> None:
 
 @app.command()
 def remove(
-    paths: List[str] = typer.Argument(..., help="Indexed file paths (or entry keys) to take out of the index."),
+    paths: list[str] = typer.Argument(..., help="Indexed file paths (or entry keys) to take out of the index."),
     index_path: Path = IndexOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -281,9 +283,9 @@ def remove(
 @app.command()
 def optimize(
     index_path: Path = IndexOption,
-    index_type: Optional[str] = IndexTypeOption,
-    memory_budget: Optional[str] = MemoryBudgetOption,
-    recall_target: Optional[float] = RecallTargetOption,
+    index_type: str | None = IndexTypeOption,
+    memory_budget: str | None = MemoryBudgetOption,
+    recall_target: float | None = RecallTargetOption,
     as_json: bool = JsonOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -313,7 +315,8 @@ def ask(
     min_score: float = typer.Option(
         0.0,
         "--min-score",
-        help='Retrieval score an item needs to be used as a source (0: above chance level); with none, the answer is "not found in the collection".',
+        help="Retrieval score an item needs to be used as a source (0: above chance level); "
+        'with none, the answer is "not found in the collection".',
     ),
     time_budget: float = typer.Option(
         60.0, "--time-budget", min=0.001, help="Seconds for the whole answer; it stops where the budget ends."
@@ -338,13 +341,14 @@ def ask(
 
 @app.command("train-head")
 def train_head_command(
-    triples: Optional[Path] = typer.Argument(
+    triples: Path | None = typer.Argument(
         None,
         help='A jsonl file of text triples, one per line: {"query": ..., "positive": ..., "negative": ...} '
-        "(negative optional; SimCSE's sent0/sent1/hard_neg also read). Lines that are not usable are skipped and reported.",
+        "(negative optional; SimCSE's sent0/sent1/hard_neg also read). Lines that are not usable are skipped and "
+        "reported.",
     ),
     index_path: Path = IndexOption,
-    space: List[str] = typer.Option(
+    space: list[str] = typer.Option(
         [],
         "--space",
         help="Train only this embedding space (repeatable): language (the text embedder: captions, OCR "
@@ -390,7 +394,7 @@ def train_head_command(
         if data.problems and not as_json:
             err.print(f"[yellow]{escape(data.problem_summary())}[/yellow]", highlight=False, soft_wrap=True)
         with progress_bars(not quiet and not as_json) as new_bar:
-            bars: dict[str, Optional[ProgressCallback]] = {}
+            bars: dict[str, ProgressCallback | None] = {}
 
             def progress(stage: str, done: int, total: int) -> None:
                 if stage not in bars:
@@ -453,7 +457,7 @@ def demo(
 
 @app.command()
 def doctor(
-    index_path: Optional[Path] = typer.Option(
+    index_path: Path | None = typer.Option(
         None,
         "--index",
         "-i",
@@ -484,13 +488,14 @@ def serve(
     index_path: Path = IndexOption,
     host: str = typer.Option("127.0.0.1", help="Address to listen on; 127.0.0.1 keeps it to this machine."),
     port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
-    uploads: Optional[Path] = typer.Option(
+    uploads: Path | None = typer.Option(
         None, help="Folder for images added through the API (default: the uploads folder inside the index)."
     ),
-    cors_origin: List[str] = typer.Option(
+    cors_origin: list[str] = typer.Option(
         [],
         "--cors-origin",
-        help="A web origin (e.g. https://photos.example.org) whose pages may call the API; repeat for more. Off by default.",
+        help="A web origin (e.g. https://photos.example.org) whose pages may call the API; "
+        "repeat for more. Off by default.",
     ),
     device: str = DeviceOption,
     dtype: str = DtypeOption,
@@ -500,7 +505,7 @@ def serve(
         min=0.001,
         help="Seconds of generative work (rerank, /ask answers) one request may take at most.",
     ),
-    allowed_host: List[str] = typer.Option(
+    allowed_host: list[str] = typer.Option(
         [],
         "--allowed-host",
         help="A host name clients use to reach this server (e.g. photos.example.org); repeat for more. "
@@ -551,17 +556,17 @@ def eval_mbeir(
         ..., "--work", help="Where pool indexes, rankings and results are kept; a rerun resumes from it."
     ),
     split: str = typer.Option("test", "--split", help="Query split: test, val or train."),
-    tasks: Optional[str] = typer.Option(
+    tasks: str | None = typer.Option(
         None, "--tasks", help="Comma-separated tasks, e.g. mscoco_task0,cirr_task7 (default: UniIR's 16)."
     ),
     pool: str = typer.Option(
         "local", "--pool", help="local: each task's own pool (M-BEIR_local); global: the union pool."
     ),
-    ks: Optional[str] = typer.Option(
+    ks: str | None = typer.Option(
         None, "--k", help="Comma-separated k for Recall@k (default: 1,5,10; 10,20,50 for the fashion sets)."
     ),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results JSON here."),
-    run_file: Optional[Path] = typer.Option(None, "--run-file", help="Also write the TREC run file here."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the results JSON here."),
+    run_file: Path | None = typer.Option(None, "--run-file", help="Also write the TREC run file here."),
     no_instruct: bool = typer.Option(False, "--no-instruct", help="Embed queries without UniIR's task instructions."),
     rerank: int = typer.Option(
         0,

@@ -93,6 +93,7 @@ def run_demo(cache: Path, k: int, as_json: bool) -> bool:
         )
     else:
         out.print(
-            f"\ndemo check passed: {len(SAMPLE_FILES)} sample photos indexed, {len(DEMO_SEARCHES)} searches found their photo first"
+            f"\ndemo check passed: {len(SAMPLE_FILES)} sample photos indexed, {len(DEMO_SEARCHES)} searches found "
+            "their photo first"
         )
     return not problems

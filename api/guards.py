@@ -17,13 +17,13 @@ large images are decoded at once, and how long an idle connection may stay open.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import io
+import ipaddress
 import json
 import secrets
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from PIL import Image
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -100,7 +100,8 @@ class RequestGuard:
         if not (_is_ip(name) or name in self.allowed_hosts or name.endswith(".localhost")):
             raise Refused(
                 421,
-                f"this server does not answer to the host name {name!r}; start it with --allowed-host {name} to allow it",
+                f"this server does not answer to the host name {name!r}; start it with --allowed-host {name} to "
+                "allow it",
             )
         origin = headers.get("origin")
         if method not in SAFE_METHODS and origin is not None:

@@ -17,15 +17,15 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from api.served import ServedEngine
 from indexer.errors import MoairError
 from indexer.images import IMAGE_SUFFIXES, content_hash
 from indexer.shards import durable_replace
 from indexer.store import Store
-from api.served import ServedEngine
 
 JOBS_KEPT = 100  # finished jobs remembered for GET /jobs
 TEMP_PREFIX = ".upload-"
@@ -51,9 +51,9 @@ class Job(BaseModel):
     unchanged: int = Field(0, description="The same file was uploaded before.")
     rejected: list[Rejected] = Field(default_factory=list)
     item_ids: list[int] = Field(default_factory=list, description="Items of the accepted images, once indexed.")
-    error: Optional[str] = None
+    error: str | None = None
     created: float = Field(default_factory=time.time, description="Unix time.")
-    finished: Optional[float] = None
+    finished: float | None = None
 
 
 def safe_name(name: str, digest: str, suffix: str) -> str:

@@ -4,8 +4,8 @@ with file names escaped. ``--json`` output is the records' own JSON (``api/cli.p
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional
 
 from rich.console import Console
 from rich.markup import escape as escape_markup
@@ -28,7 +28,7 @@ def escape(text: str) -> str:
 
 
 @contextmanager
-def progress_bars(enabled: bool) -> Iterator[Callable[[str], Optional[ProgressCallback]]]:
+def progress_bars(enabled: bool) -> Iterator[Callable[[str], ProgressCallback | None]]:
     """Progress bars with ETA on stderr when it is a terminal: ``new_bar(label)`` gives the
     callback(done, total) of a new bar; without a terminal (or when disabled), None."""
     if not enabled or not err.is_terminal:
@@ -52,7 +52,7 @@ def progress_bars(enabled: bool) -> Iterator[Callable[[str], Optional[ProgressCa
 
 
 @contextmanager
-def progress_bar(enabled: bool, label: str) -> Iterator[Optional[ProgressCallback]]:
+def progress_bar(enabled: bool, label: str) -> Iterator[ProgressCallback | None]:
     """One progress bar (see ``progress_bars``)."""
     with progress_bars(enabled) as new_bar:
         yield new_bar(label)
@@ -283,9 +283,15 @@ def print_checks(checks) -> None:
 
 def print_head_reports(reports, heads: dict[str, str]) -> None:
     for name, report in reports.items():
-        line = f"{name} head ({heads[name]}): {report.train_triples} training / {report.heldout_triples} held-out triples, best step {report.best_step}"
+        line = (
+            f"{name} head ({heads[name]}): {report.train_triples} training / "
+            f"{report.heldout_triples} held-out triples, best step {report.best_step}"
+        )
         if report.heldout_loss_before is not None:
             line += f"; held-out loss {report.heldout_loss_before:.3f} -> {report.heldout_loss_after:.3f}"
         if report.heldout_accuracy_before is not None:
-            line += f", accuracy (positive above hard negative) {report.heldout_accuracy_before:.3f} -> {report.heldout_accuracy_after:.3f}"
+            line += (
+                f", accuracy (positive above hard negative) {report.heldout_accuracy_before:.3f}"
+                f" -> {report.heldout_accuracy_after:.3f}"
+            )
         out.print(line + f"; {report.seconds:.1f} s", highlight=False, markup=False)

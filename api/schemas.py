@@ -4,7 +4,7 @@ ones the Python API checks (``retriever.query``)."""
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,16 +41,16 @@ class SearchRequest(BaseModel):
     )
     k: int = Field(10, ge=1, le=MAX_K)
     offset: int = Field(0, ge=0, le=MAX_K - 1, description=PAGE_NOTE)
-    modality: Optional[Modality] = None
-    min_score: Optional[float] = None
-    max_drop: Optional[float] = Field(None, ge=0)
+    modality: Modality | None = None
+    min_score: float | None = None
+    max_drop: float | None = Field(None, ge=0)
     rerank: int = Field(
         0,
         ge=0,
         le=MAX_RERANK,
         description='Re-score the top N hits with a generative model as P("Yes") that they match.',
     )
-    time_budget: Optional[float] = Field(
+    time_budget: float | None = Field(
         None, gt=0, le=MAX_BUDGET, description="Seconds the re-scoring may take (within the server's cap)."
     )
 
@@ -59,7 +59,7 @@ class SearchResponse(BaseModel):
     hits: list[SearchHit]
     offset: int
     k: int
-    reranked_by: Optional[str] = None  # the generator whose P("Yes") ordered the hits (rerank_score)
+    reranked_by: str | None = None  # the generator whose P("Yes") ordered the hits (rerank_score)
 
 
 class AskRequest(BaseModel):
@@ -79,7 +79,7 @@ class AskRequest(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "failing"]  # failing: a model of the index does not load or run (detail=true checks them)
     items: int
-    models: Optional[list[ModelCheck]] = None  # with detail=true: each model, its packages, whether it runs
+    models: list[ModelCheck] | None = None  # with detail=true: each model, its packages, whether it runs
 
 
 class Deleted(BaseModel):

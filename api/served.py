@@ -3,7 +3,8 @@
 Searches run side by side: each runs on one of a few search threads that, like indexing workers,
 hold their own single-threaded copies of the models (so two searches on two cores do not queue on
 one model's lock). A search that starts while no other is running uses the process-wide,
-multi-threaded models instead: one client gets the latency of the Python API. Reading calls (item detail, stats) run in the request's own thread. A reload,
+multi-threaded models instead: one client gets the latency of the Python API. Reading calls
+(item detail, stats) run in the request's own thread. A reload,
 after an upload job or a delete committed, waits for the calls in flight and holds new ones back
 for the moment it takes; changes themselves (an upload job, a delete) take turns on ``changes``.
 Generative work (a reranked search, an answer) runs on a generation thread of its own, so it
@@ -18,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import AsyncIterator, Callable, Iterator, TypeVar
+from typing import TypeVar
 
 import faiss
 
-from indexer.packaged_models import INDEX_WORKERS, make_worker_thread, shared_models
 from api.guards import Busy
+from indexer.packaged_models import INDEX_WORKERS, make_worker_thread, shared_models
 from retriever import Engine
 
 T = TypeVar("T")
@@ -44,7 +46,7 @@ class _GeneratingOutsideReads:
     answers read the index first (hits, records) and only then generate, which takes seconds to
     minutes and must not hold back a reload, and with it every search."""
 
-    def __init__(self, generator, served: "ServedEngine") -> None:
+    def __init__(self, generator, served: ServedEngine) -> None:
         self._generator, self._served = generator, served
 
     def __getattr__(self, name: str):

@@ -111,7 +111,8 @@ def create_app(
     if api_key is not None and not re.fullmatch(r"[\x21-\x7e]+", api_key):
         # HTTP headers carry ASCII: any other key could never be sent, and every request would get 401
         raise MoairError(
-            "the API key (MOAIR_API_KEY) must be printable ASCII without spaces; choose another, e.g. python -c 'import secrets; print(secrets.token_urlsafe())'"
+            "the API key (MOAIR_API_KEY) must be printable ASCII without spaces; choose another, e.g. python -c "
+            "'import secrets; print(secrets.token_urlsafe())'"
         )
     engine = Engine.open(index_path, device=device, dtype=dtype)
     served = ServedEngine(engine)

@@ -1,8 +1,10 @@
-"""Vector index at scale: the index moair chooses itself (``indexer.ann``) next to its peers, on synthetic embeddings.
+"""Vector index at scale: the index moair chooses itself (``indexer.ann``) next to its peers, on synthetic
+embeddings.
 
 Run: .venv/bin/python benchmarks/bench_ann.py [--n 100000,1000000] [--dims 384,768] [--queries 1000] [--k 10] [--seed 0]
 Writes benchmarks/results/ann.{json,md} (``--out`` names another stem: a bare name goes to benchmarks/results/, a path
-is used as given) and prints the markdown. The defaults (both sizes, both dimensions) take about half an hour on 2 cores.
+is used as given) and prints the markdown. The defaults (both sizes, both dimensions) take about half an hour on
+2 cores.
 
 One section per (n, dim). Methods, all measured in the same run on the same vectors:
 
@@ -344,15 +346,14 @@ def bench_moair_index(
             "reranked_candidates": factor * k if factor > 1 else 0,
         },
     )
-    del index
-    gc.collect()
     return result
 
 
 def bench_hnswlib(
     database: np.ndarray, queries: np.ndarray, truth: np.ndarray, k: int, seed: int, started: float
 ) -> MethodResult:
-    """hnswlib HNSW graph over the float vectors (space "ip"); ef swept, reported at the smallest reaching the target."""
+    """hnswlib HNSW graph over the float vectors (space "ip"); ef swept, reported at the smallest that reaches the
+    target."""
     n, dim = database.shape
     build_started = time.perf_counter()
     index = hnswlib.Index(space="ip", dim=dim)
@@ -386,8 +387,6 @@ def bench_hnswlib(
         target_reached=bool(reaching),
         sweep=sweep,
     )
-    del index
-    gc.collect()
     return result
 
 
@@ -606,7 +605,8 @@ def markdown(report: dict) -> str:
         knob = f"{auto['tuning']['knob']}={auto['tuning']['value']}" if auto["tuning"]["knob"] else "exact"
         lines.append(
             f"| {entry['n']:,} | {entry['dim']} | {entry['auto_index_type']} | {knob} | {auto['recall']:.3f} "
-            f"| {auto['qps_single_vs_exact']:.1f}x | {auto['qps_batched_vs_exact']:.1f}x | {auto['memory_vs_flat']:.1%} "
+            f"| {auto['qps_single_vs_exact']:.1f}x | {auto['qps_batched_vs_exact']:.1f}x | "
+            f"{auto['memory_vs_flat']:.1%} "
             f"| {peer['recall']:.3f} | {peer['qps_single_vs_exact']:.1f}x | {peer['qps_batched_vs_exact']:.1f}x "
             f"| {peer['memory_vs_flat']:.1%} |"
         )

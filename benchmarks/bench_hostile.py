@@ -89,7 +89,8 @@ def hostile_files(work: Path, photos: list[Path]) -> tuple[Row, Path, list]:
     started = time.monotonic()
     run, peak = measured_moair("index", work / "photos", "--index", index, "--json")
     row.notes.append(
-        f"{len(cases)} files ({len(photos)} real photos), indexed in {time.monotonic() - started:.0f} s, peak {peak:.0f} MiB"
+        f"{len(cases)} files ({len(photos)} real photos), indexed in {time.monotonic() - started:.0f} s, peak "
+        f"{peak:.0f} MiB"
     )
     report = json.loads(run.stdout)
     reasons = {s["path"]: s["reason"] for s in report["skipped"] + report["failed"]}

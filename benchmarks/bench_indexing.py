@@ -1,8 +1,8 @@
 """Indexing throughput (images/s, per-stage ms) and text-query latency at 10k items, on 2 cores.
 
 Run: .venv/bin/python benchmarks/bench_indexing.py [--images 60] [--items 10000] [--width 1600]
-Writes benchmarks/results/indexing.{json,md} (``--out`` names another file). Figures are for this machine and this run; compare
-ratios, not absolute numbers, across machines.
+Writes benchmarks/results/indexing.{json,md} (``--out`` names another file). Figures are for this machine and this
+run; compare ratios, not absolute numbers, across machines.
 """
 
 from __future__ import annotations
@@ -161,13 +161,15 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     md = [
-        f"Indexing {args.images} JPEGs {args.width} px wide on {os.cpu_count()} cores ({INDEX_WORKERS} workers): **{result['indexing_images_per_second']} images/s**",
+        f"Indexing {args.images} JPEGs {args.width} px wide on {os.cpu_count()} cores ({INDEX_WORKERS} workers): "
+        f"**{result['indexing_images_per_second']} images/s**",
         "",
         "| stage | ms per image (run alone) |",
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in stages.items()],
         "",
-        f"Text query at {items} items: p50 **{result['text_query_ms_p50']} ms**, p95 {result['text_query_ms_p95']} ms (embed + FAISS + evidence).",
+        f"Text query at {items} items: p50 **{result['text_query_ms_p50']} ms**, p95 {result['text_query_ms_p95']} "
+        "ms (embed + FAISS + evidence).",
     ]
     (RESULTS / f"{args.out}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))

@@ -2,8 +2,8 @@
 instructions and without, an expert ablation, and optionally a baseline version in the same run.
 
 The set (``benchmarks/devset.py``): the 20 sample photos and 59 Debian wallpapers (real photos
-and abstract artwork), signs drawn onto photos (English, and Korean in Nanum fonts), rendered captions and photo edits; 139 queries
-written by looking at the images, split by a hash of each query into dev (tune on it) and test
+and abstract artwork), signs drawn onto photos (English, and Korean in Nanum fonts), rendered captions and photo
+edits; 139 queries written by looking at the images, split by a hash of each query into dev (tune on it) and test
 (report on it). It is written as an M-BEIR folder (text->image as mscoco_task0, image->image as
 nights_task4, image+text->image as cirr_task7; dev queries in the val split, test queries in the
 test split) and run through ``moair eval mbeir`` as a user would.

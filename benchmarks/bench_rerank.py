@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench_quality import SPLITS, by_type, rankings, write_set
 from devset import build_images
+
 from retriever import Engine
 from retriever.generative.rerank import candidate
 
@@ -95,7 +96,8 @@ def main() -> None:
         "",
         f"Judging one candidate: {timings['judge_seconds_per_candidate_batch1'] * 1000:.0f} ms alone, "
         f"{timings['judge_seconds_per_candidate_batch10'] * 1000:.0f} ms each in a batch of 10. A text search: "
-        f"{timings['search_seconds'] * 1000:.0f} ms plain, {timings['search_rerank10_seconds'] * 1000:.0f} ms with --rerank 10 "
+        f"{timings['search_seconds'] * 1000:.0f} ms plain, {timings['search_rerank10_seconds'] * 1000:.0f} ms with "
+        "--rerank 10 "
         f"({timings['search_rerank10_seconds'] / timings['search_seconds']:.1f}x).",
     ]
     (RESULTS / "rerank.md").write_text("\n".join(lines) + "\n")

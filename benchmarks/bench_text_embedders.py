@@ -54,7 +54,8 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['embedder']} | {r['language']} | {r['queries']} | {r['recall@1']} | {r['recall@3']} | {r['mean_rank']} | {r['ms_per_query']} |"
+        f"| {r['embedder']} | {r['language']} | {r['queries']} | {r['recall@1']} | {r['recall@3']} | "
+        f"{r['mean_rank']} | {r['ms_per_query']} |"
         for r in rows
     ]
     (RESULTS / "text_embedders.md").write_text("\n".join(lines) + "\n")

@@ -10,14 +10,14 @@ import contextlib
 import functools
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 import numpy as np
 
 from indexer.encoders import BACKBONES, DEFAULT_BACKBONE, DEFAULT_TEXT_EMBEDDER, TEXT_EMBEDDERS
 from indexer.errors import MoairError
-from indexer.experts import DEFAULT_EXPERTS, EXPERTS
+from indexer.experts import DEFAULT_EXPERTS, EXPERTS, run_order
 from indexer.experts.base import Analysis
 from indexer.images import LoadedImage
 from indexer.mixture import Block, Layout, normalise_rows
@@ -50,21 +50,17 @@ class Analyzer:
     ) -> None:
         """``backbone_options`` go to a backbone built from a checkpoint, ``expert_options[name]``
         to such an expert: ``checkpoint`` (folder), ``device`` (auto, cpu, cuda) and ``dtype``
-        (auto, float32, float16, bfloat16). Experts run in their registry's order."""
-        order = EXPERTS.names()
-        unknown = [name for name in experts if name not in order]
-        if unknown:
-            EXPERTS.create(unknown[0])  # the registry's message, listing the known ones
+        (auto, float32, float16, bfloat16). Experts run in ``run_order``: as given, each after
+        those whose output it reads."""
         self.experts = [
-            _create("expert", EXPERTS, name, **(expert_options or {}).get(name, {}))
-            for name in sorted(set(experts), key=order.index)
+            _create("expert", EXPERTS, name, **(expert_options or {}).get(name, {})) for name in run_order(experts)
         ]
         self.text_embedder = _create("text embedder", TEXT_EMBEDDERS, text_embedder)
         self.backbone = _create("backbone", BACKBONES, backbone, **(backbone_options or {}))
         self._models_work = False
 
     @classmethod
-    def for_index(cls, config: IndexConfig, device: str = "auto", dtype: str = "auto") -> "Analyzer":
+    def for_index(cls, config: IndexConfig, device: str = "auto", dtype: str = "auto") -> Analyzer:
         """The models an index was built with; a checkpoint backbone must be the same checkpoint."""
         runtime = {"device": device, "dtype": dtype}
         options = {**config.backbone_options, **runtime} if config.backbone_options else None

@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import faiss
 import numpy as np
@@ -78,7 +78,8 @@ def parse_index_type(spec: str) -> str:
         faiss.index_factory(768, spec, faiss.METRIC_INNER_PRODUCT)  # 768 is divisible by most PQ sizes
     except RuntimeError as e:
         raise MoairError(
-            f"{spec!r} is not a faiss index_factory string ({_faiss_message(e)}); e.g. auto, Flat, IVF4096_HNSW32,SQ8, HNSW32"
+            f"{spec!r} is not a faiss index_factory string ({_faiss_message(e)}); e.g. auto, Flat, "
+            "IVF4096_HNSW32,SQ8, HNSW32"
         ) from None
     return spec
 

@@ -90,7 +90,7 @@ class ProjectionHead:
         self.training = TrainingReport.model_validate(training) if isinstance(training, dict) else training
 
     @classmethod
-    def identity(cls, dim: int, encoder: str | None = None, encoder_version: str | None = None) -> "ProjectionHead":
+    def identity(cls, dim: int, encoder: str | None = None, encoder_version: str | None = None) -> ProjectionHead:
         """The untrained head: changes nothing."""
         return cls(np.eye(dim, dtype=np.float32), encoder, encoder_version)
 
@@ -148,7 +148,7 @@ class ProjectionHead:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, dim: int | None = None) -> "ProjectionHead":
+    def load(cls, path: str | os.PathLike, dim: int | None = None) -> ProjectionHead:
         """Read a head written by ``save``; with ``dim``, also check it fits that embedding size.
         MoairError for a missing, corrupt, foreign or wrong-size file."""
         path = Path(path).expanduser()
@@ -160,7 +160,8 @@ class ProjectionHead:
                 metadata = json.loads(str(archive["metadata"][()]))
         except Exception as error:  # zip, npy header, missing member, JSON: all mean an unreadable file
             raise MoairError(
-                f"{path} is not a readable projection head ({type(error).__name__}: {error}); train it again with moair train-head"
+                f"{path} is not a readable projection head ({type(error).__name__}: {error}); train it again with "
+                "moair train-head"
             ) from None
         if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
             raise MoairError(f"{path} is not a moair projection head")

@@ -120,7 +120,8 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> LoadedImage:
                 raise ImageError("image has no pixels")
             if width * height > max_pixels:
                 raise ImageError(
-                    f"image too large ({width}x{height} = {width * height / 1e6:.0f} MP > {max_pixels / 1e6:.0f} MP limit)"
+                    f"image too large ({width}x{height} = {width * height / 1e6:.0f} MP > {max_pixels / 1e6:.0f} MP "
+                    "limit)"
                 )
             if image.format == "JPEG":
                 # Decodes at 1/2, 1/4 or 1/8 scale: 4032x3024 -> 1008x756, 1600x1200 -> 800x600.

@@ -59,7 +59,7 @@ class Layout(BaseModel):
     def dim(self) -> int:
         return sum(b.dim + 1 for b in self.blocks)
 
-    def shifted(self, shifts: dict[str, float], text_shifts: dict[str, float]) -> "Layout":
+    def shifted(self, shifts: dict[str, float], text_shifts: dict[str, float]) -> Layout:
         """The same layout with chance levels moved (by projection heads): ``shifts`` for the
         blocks' own, ``text_shifts`` for a cross-modal block's text-to-image one."""
         blocks = []

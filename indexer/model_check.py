@@ -17,7 +17,8 @@ import shlex
 import subprocess
 import time
 import traceback
-from typing import Callable, Iterable, Literal, Optional
+from collections.abc import Callable, Iterable
+from typing import Literal
 
 import numpy as np
 from packaging.requirements import Requirement
@@ -39,7 +40,7 @@ class ModelCheck(BaseModel):
     kind: PluginKind
     name: str
     packages: dict[str, str]  # distribution -> installed version ("" when not installed)
-    ok: Optional[bool]  # None: not checked (it needs a checkpoint, or loading it was not asked for)
+    ok: bool | None  # None: not checked (it needs a checkpoint, or loading it was not asked for)
     detail: str = ""  # the error, or why it was not checked
     fix: str = ""  # what to do about a failure
     seconds: float = 0.0
@@ -182,7 +183,8 @@ def not_checked(kind: PluginKind, name: str, plugin: object, why: str) -> ModelC
     versions = plugin_packages(plugin)
     missing = [p for p, v in versions.items() if not v]
     if missing:
-        why = f"optional, not installed ({', '.join(missing)}): {fix_for(versions, getattr(plugin, 'extra', ''), tested=False)}"
+        fix = fix_for(versions, getattr(plugin, "extra", ""), tested=False)
+        why = f"optional, not installed ({', '.join(missing)}): {fix}"
     return ModelCheck(kind=kind, name=name, packages=versions, ok=None, detail=why)
 
 

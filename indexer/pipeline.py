@@ -19,18 +19,17 @@ import os
 import re
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
-
+from indexer.analyzer import Analyzer, worker_pool
 from indexer.errors import ImageError, MoairError, disk_full
 from indexer.images import content_hash, decode_image, is_image_path, read_image_file
 from indexer.mixture import Layout
 from indexer.packaged_models import INDEX_WORKERS
 from indexer.records import Entry, Perception
-from indexer.analyzer import Analyzer, worker_pool
 from indexer.store import FileEntry, NewItem, SkipKind, SkippedFile, Store
 from indexer.store.vectors import ProgressCallback
 

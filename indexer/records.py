@@ -5,8 +5,8 @@ Boxes are ``[x0, y0, x1, y1]`` normalised to 0..1 by image width and height, as 
 
 from __future__ import annotations
 
-from pathlib import Path
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, PlainSerializer, field_validator, model_validator
@@ -111,7 +111,7 @@ class Entry(BaseModel):
         return key
 
     @model_validator(mode="after")
-    def _holds_something(self) -> "Entry":
+    def _holds_something(self) -> Entry:
         if not self.text and self.image is None:
             raise ValueError(f"entry {self.key!r} has neither a text nor an image")
         return self

@@ -6,7 +6,8 @@ and one import line in the package's ``__init__``.
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from indexer.errors import MoairError
 

@@ -87,7 +87,7 @@ class Shards:
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
-    def load(cls, folder: Path, dim: int, manifest: VectorManifest, writable: bool) -> "Shards":
+    def load(cls, folder: Path, dim: int, manifest: VectorManifest, writable: bool) -> Shards:
         """The shards the manifest names. A file that is missing, unreadable or not what the
         manifest says is left out and noted in ``problems`` (its live vectors are re-added from
         SQLite by the caller). Large files are memory-mapped, except a writer's last shard, which

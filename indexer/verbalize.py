@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 from indexer.lexicon import korean
 from indexer.records import Box, Perception, Relation, Verbalization

@@ -12,11 +12,11 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from indexer.analyzer import CHECK_TEXT, Analyzer
 from indexer.encoders import BACKBONES, TEXT_EMBEDDERS
 from indexer.experts import EXPERTS
 from indexer.experts.base import Analysis
 from indexer.model_check import ModelCheck, ModelError, check, not_checked, optional_missing, smoke_image, vectors
-from indexer.analyzer import CHECK_TEXT, Analyzer
 from retriever.engine import GENERATOR_LOADS_LATER, Engine
 from retriever.generative import GENERATORS
 from retriever.generative.records import Candidate

@@ -15,29 +15,32 @@ import inspect
 import os
 import sqlite3
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
+from indexer.analyzer import CHECK_TEXT, Analyzer
 from indexer.encoders import DEFAULT_BACKBONE, DEFAULT_TEXT_EMBEDDER
 from indexer.errors import MoairError, NotFound, damaged_database
+from indexer.experts import DEFAULT_EXPERTS
 from indexer.head import TrainingReport
 from indexer.head_training import Triple, read_triples, train_head
-from indexer.experts import DEFAULT_EXPERTS
 from indexer.model_check import ModelCheck, check, not_checked
-from indexer.analyzer import CHECK_TEXT, Analyzer
 from indexer.pipeline import IndexReport, ProgressCallback, index_entries, index_paths
 from indexer.records import Entry, ItemRecord, Modality, SearchHit, shown_path
 from indexer.store import DB_NAME, IndexConfig, IndexSettings, IndexStats, Store, VerifyReport, is_index_dir
-from retriever.query import DEFAULT_ASK_BUDGET, MAX_ASK_K, MAX_K, QueryEncoder, SearchRequest, check_budget
-from retriever.search import search_hits
 from retriever.generative import GENERATORS
 from retriever.generative.ask import SUPPORT_FLOOR, Answer, AskEvent, answer_events
 from retriever.generative.records import Candidate
 from retriever.generative.rerank import candidate
 from retriever.generative.rerank import rerank as rerank_hits
+from retriever.query import DEFAULT_ASK_BUDGET, MAX_ASK_K, MAX_K, QueryEncoder, SearchRequest, check_budget
+from retriever.search import search_hits
 
 CHANCE_PROBES = 64  # training queries that measure how a head moves the query-to-item chance level
-GENERATOR_LOADS_LATER = "loaded on first use (rerank, ask); `moair doctor --generator` loads it now (Gemma's first load converts it: 1-2 minutes)"
+GENERATOR_LOADS_LATER = (
+    "loaded on first use (rerank, ask); `moair doctor --generator` loads it now "
+    "(Gemma's first load converts it: 1-2 minutes)"
+)
 HeadProgress = Callable[[str, int, int], None]  # (stage, done, total) while a head is trained
 
 
@@ -45,7 +48,7 @@ def _damage_said(method):
     """``method`` with SQLite finding the database damaged (random bytes in a page, a truncated
     file) said as a ``DamagedIndex`` naming the index; a full disk or a lock stays what it is."""
 
-    def said(engine: "Engine", error: sqlite3.DatabaseError) -> BaseException:
+    def said(engine: Engine, error: sqlite3.DatabaseError) -> BaseException:
         if isinstance(error, sqlite3.OperationalError):
             return error
         return damaged_database(engine.store.path / DB_NAME, error)
@@ -97,7 +100,7 @@ class Engine:
         device: str = "auto",
         dtype: str = "auto",
         model_name: str | None = None,
-    ) -> "Engine":
+    ) -> Engine:
         """Open the index at ``path``; with ``create``, make a new one there if none exists.
         ``text_embedder``, ``backbone`` (with ``checkpoint``, a local folder, for "clip", "e5v",
         "moai" and "openclip"; for "openclip" also one weights file with its architecture
@@ -141,7 +144,7 @@ class Engine:
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -151,7 +154,7 @@ class Engine:
         return len(self.store)
 
     @contextlib.contextmanager
-    def writer(self) -> Iterator["Engine"]:
+    def writer(self) -> Iterator[Engine]:
         """A writable view of this index for the length of the block, sharing this engine's loaded
         models: how a long-lived reader (the server) changes the index now and then. The write lock
         is held inside the block only; this engine sees the change after ``reload()``."""

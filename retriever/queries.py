@@ -47,7 +47,8 @@ _BOTH = re.compile(
 )
 _PLAIN_REQUEST = re.compile(
     rf"^\s*(?:please\s+)?(?:{_REQUEST})\s+(?:me\s+)?(?:(?:a|an|the|some|any|all|my)\s+)?(?:{_IMAGE_NOUNS})\s+"
-    r"(?:of|with|showing|that shows?|where|in which|containing|that contains?|depicting|featuring|about)\s+(?P<content>.+)$",
+    r"(?:of|with|showing|that shows?|where|in which|containing|that contains?|depicting|featuring|about)"
+    r"\s+(?P<content>.+)$",
     re.IGNORECASE | re.DOTALL,
 )
 

@@ -18,9 +18,9 @@ from typing import get_args
 
 import numpy as np
 
+from indexer.analyzer import Analyzer
 from indexer.errors import ImageError, MoairError
 from indexer.images import load_image
-from indexer.analyzer import Analyzer
 from indexer.records import Modality, Perception
 from indexer.store import Store
 from indexer.verbalize import verbalize

@@ -117,7 +117,8 @@ def wait_for_thumbnails(page, count: int) -> None:
     page.wait_for_function(
         """count => {
             const imgs = [...document.querySelectorAll('#results .result img')].slice(0, count);
-            return imgs.length === count && imgs.every(i => i.complete && i.naturalWidth > 0 && i.src.startsWith('blob:'));
+            return imgs.length === count
+                && imgs.every(i => i.complete && i.naturalWidth > 0 && i.src.startsWith('blob:'));
         }""",
         arg=count,
     )

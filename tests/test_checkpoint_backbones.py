@@ -11,11 +11,10 @@ import json
 import shutil
 
 import numpy as np
-
 import pytest
+from devices import DEVICE
 from typer.testing import CliRunner
 
-from devices import DEVICE
 from api.cli import app
 from indexer.encoders.e5v import E5VBackbone
 from indexer.errors import MoairError

@@ -10,9 +10,9 @@ import json
 
 import numpy as np
 import pytest
+from devices import DEVICE
 from PIL import Image
 
-from devices import DEVICE
 from indexer.experts.base import Analysis
 from indexer.experts.owlv2 import Owlv2Detector, merge_detections, moai_vocabulary
 from indexer.experts.panoptic import Mask2FormerPanoptic, mask_box

@@ -9,8 +9,8 @@ import os
 import random
 import shutil
 import signal
-import statistics
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -539,9 +539,8 @@ def test_kill_9_at_random_moments_loses_nothing_committed(tmp_path):
             for key in rng.sample(sorted(now), min(5, len(now))):  # found through FAISS by its own vector
                 item_id = engine.inspect(key).item_id
                 found = top_k(engine.store, engine.store.item_vectors([item_id]), k=3)[1][0]
-                assert item_id in found, (
-                    f"run {runs}: {key} {engine.stats().model_dump(include={'index_type', 'search_knob', 'tombstones', 'items', 'shards', 'recall_estimate', 'tuned_items'})}"
-                )
+                shown = {"index_type", "search_knob", "tombstones", "items", "shards", "recall_estimate", "tuned_items"}
+                assert item_id in found, f"run {runs}: {key} {engine.stats().model_dump(include=shown)}"
         committed = now
     print(f"{kills} kills in {runs} runs, {kills_mid_work} after the run had changed the index")
 

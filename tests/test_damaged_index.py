@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from indexer.errors import DamagedIndex
-from indexer.store import DB_NAME
 from indexer.shards import FOLDER as VECTORS_FOLDER
+from indexer.store import DB_NAME
 from retriever import Engine
 
 MOAIR = str(Path(sys.executable).parent / "moair")

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from indexer.experts import EXPERTS
+from indexer.analyzer import Analyzer
+from indexer.errors import MoairError
+from indexer.experts import DEFAULT_EXPERTS, EXPERTS, run_order
 from indexer.experts.relations import spatial_predicate
 from indexer.images import load_image
-from indexer.analyzer import Analyzer
+from indexer.registry import Registry
 
 
 @pytest.fixture(scope="session")
@@ -172,3 +174,28 @@ def test_expert_registry_lists_every_expert_and_rejects_unknown_names():
         EXPERTS.create("sgg")
     with pytest.raises(Exception, match="the owlv2 expert needs a checkpoint folder"):
         EXPERTS.create("owlv2")  # a checkpoint expert without its folder
+
+
+def test_experts_run_after_the_experts_whose_output_they_read():
+    assert run_order(DEFAULT_EXPERTS) == list(DEFAULT_EXPERTS)  # the defaults are already in data-flow order
+    assert Analyzer().index_config().experts.keys() == set(DEFAULT_EXPERTS)
+    # given backwards: relations reads the detectors' boxes, OWLv2 adds to the COCO detector's,
+    # the Korean reader rereads PP-OCR's lines; the rest keep the order given
+    backwards = ["relations", "owlv2", "hangul", "colors", "ocr", "detection", "detection"]
+    assert run_order(backwards) == ["colors", "ocr", "hangul", "detection", "owlv2", "relations"]
+    with pytest.raises(MoairError, match="unknown expert 'sgg'"):
+        run_order(["detection", "sgg"])
+
+
+def test_expert_order_refuses_a_cycle_and_unknown_fields():
+    def expert(name: str, reads: tuple[str, ...], writes: tuple[str, ...]) -> type:
+        return type(name, (), {"name": name, "version": "1", "reads": reads, "writes": writes})
+
+    registry = Registry("expert")
+    registry.register("boxes")(expert("boxes", ("tags",), ("detections",)))
+    registry.register("labels")(expert("labels", ("detections",), ("tags",)))
+    registry.register("typo")(expert("typo", ("detection",), ("tags",)))
+    with pytest.raises(MoairError, match="each read what another fills"):
+        run_order(["boxes", "labels"], registry)
+    with pytest.raises(MoairError, match="declares fields a Perception does not have: detection"):
+        run_order(["typo"], registry)

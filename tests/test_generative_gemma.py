@@ -8,12 +8,12 @@ import time
 
 import pytest
 from loopback import local_client
+from rerank_checks import reranked_checked
 from typer.testing import CliRunner
 
 from api.cli import app
 from api.served import LOADING_RETRY_AFTER
 from api.server import create_app
-from rerank_checks import reranked_checked
 from retriever import Engine
 from retriever.generative.ask import NOT_FOUND
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from devices import DEVICE
 from loopback import local_client
+from rerank_checks import reranked_checked
 
 from api.server import create_app
-from devices import DEVICE
 from indexer.errors import MoairError
 from retriever import Engine
 from retriever.generative.ask import NOT_FOUND, Answer, Sources, Token
-from rerank_checks import reranked_checked
 from retriever.generative.moai import MoAIGenerator
 
 PHOTOS = ("dog", "kite", "coffee")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from devices import DEVICE
 from typer.testing import CliRunner
 
-from devices import DEVICE
 from api.cli import app
 from indexer.errors import MoairError
 from indexer.head import ProjectionHead

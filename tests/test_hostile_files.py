@@ -134,7 +134,8 @@ import sys, time, traceback
 from pathlib import Path
 from indexer.errors import MoairError
 from indexer.store import IndexConfig, Store
-config, folder, start = IndexConfig.model_validate_json(Path(sys.argv[1]).read_text()), Path(sys.argv[2]), float(sys.argv[3])
+config = IndexConfig.model_validate_json(Path(sys.argv[1]).read_text())
+folder, start = Path(sys.argv[2]), float(sys.argv[3])
 for round_number in range(int(sys.argv[4])):
     time.sleep(max(0.0, start + 0.15 * round_number - time.time()))
     try:

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from devices import DEVICE
+
 from indexer.encoders import BACKBONES
-from indexer.encoders.moai import PIXEL_MEAN, pascal_colormap, panoptic_map
+from indexer.encoders.moai import PIXEL_MEAN, panoptic_map, pascal_colormap
 from indexer.encoders.moai.model import MoAIModel, PartialLoRALinear, interpolate_positions
 from indexer.encoders.moai.weights import architecture, check_names, load_model
 from indexer.errors import MoairError

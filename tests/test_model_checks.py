@@ -169,11 +169,13 @@ def test_an_older_index_retries_its_analysis_failed_skips(tmp_path, photo_dir):
     with sqlite3.connect(index / DB_NAME) as db:  # the skipped table as older moair made and filled it
         db.execute("DROP TABLE skipped")
         db.execute(
-            "CREATE TABLE skipped (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, reason TEXT NOT NULL)"
+            "CREATE TABLE skipped "
+            "(path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, reason TEXT NOT NULL)"
         )
+        failed = "analysis failed: AttributeError: module 'cv2.dnn' has no attribute 'readNetFromTensorflow'"
         reasons = {
-            "darknet-dog.jpg": "analysis failed: AttributeError: module 'cv2.dnn' has no attribute 'readNetFromTensorflow'",
-            "skimage-chelsea.png": "analysis failed: AttributeError: module 'cv2.dnn' has no attribute 'readNetFromTensorflow'",
+            "darknet-dog.jpg": failed,
+            "skimage-chelsea.png": failed,
             "notes.jpg": "not an image (unrecognised format)",
         }
         for name, reason in reasons.items():

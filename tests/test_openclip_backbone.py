@@ -13,9 +13,16 @@ import sys
 
 import numpy as np
 import pytest
+from devices import DEVICE
+from tiny_openclip import (
+    TINY_OPENCLIP_CONFIG,
+    TINY_OPENCLIP_DIM,
+    TINY_OPENCLIP_NAME,
+    make_tiny_openclip,
+    make_tiny_openclip_file,
+)
 from typer.testing import CliRunner
 
-from devices import DEVICE
 from api.cli import app
 from indexer.encoders.clip import UNRELATED
 from indexer.encoders.openclip import OpenClipBackbone
@@ -24,13 +31,6 @@ from indexer.experts.base import Analysis
 from indexer.images import load_image
 from indexer.store import Store
 from retriever import Engine
-from tiny_openclip import (
-    TINY_OPENCLIP_CONFIG,
-    TINY_OPENCLIP_DIM,
-    TINY_OPENCLIP_NAME,
-    make_tiny_openclip,
-    make_tiny_openclip_file,
-)
 
 open_clip = pytest.importorskip("open_clip")  # the openclip extra; `make test` installs it
 

@@ -10,7 +10,6 @@ import json
 import pytest
 import torch
 from PIL import Image
-
 from tiny_models import (
     CLIP_DIM,
     COCO_PANOPTIC_LABELS,

@@ -5,7 +5,6 @@ takes what the app shares from ``app.state.moair`` (a ``Shared``, made by ``api.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from fastapi import HTTPException, Request, UploadFile
 
@@ -25,11 +24,11 @@ class Shared:
     served: ServedEngine
     queue: UploadQueue
     decodes: DecodeBudget
-    api_key: Optional[str]
+    api_key: str | None
     max_upload_bytes: int
     max_time_budget: float
 
-    def budget(self, asked: Optional[float]) -> float:
+    def budget(self, asked: float | None) -> float:
         """A request's time budget, within the server's cap."""
         return min(asked if asked is not None else self.max_time_budget, self.max_time_budget)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 
 from api.routes import Shared, depth, page, shared
@@ -20,7 +18,7 @@ async def search(request: SearchRequest, app: Shared = Depends(shared)) -> Searc
     """Text search; with ``rerank``, the top hits ordered by a generative model's P("Yes")."""
     budget = app.budget(request.time_budget)
 
-    def run(engine: Engine) -> tuple[list[SearchHit], Optional[str]]:
+    def run(engine: Engine) -> tuple[list[SearchHit], str | None]:
         hits = engine.search(
             request.text,
             k=depth(request.offset, request.k),
@@ -41,10 +39,10 @@ async def search(request: SearchRequest, app: Shared = Depends(shared)) -> Searc
 @router.post("/search/image", response_model=SearchResponse, responses=ERRORS)
 async def search_image(
     image: UploadFile = File(..., description="The query image."),
-    text: Optional[str] = Form(None, max_length=2000, description="Text to combine with the image."),
+    text: str | None = Form(None, max_length=2000, description="Text to combine with the image."),
     k: int = Form(10, ge=1, le=MAX_K),
     offset: int = Form(0, ge=0, le=MAX_K - 1, description=PAGE_NOTE),
-    modality: Optional[Modality] = Form(None),
+    modality: Modality | None = Form(None),
     app: Shared = Depends(shared),
 ) -> SearchResponse:
     """Image search ("more like this picture"), or image + text."""

@@ -18,7 +18,8 @@ from indexer.registry import Registry
 TEXT_EMBEDDERS: Registry = Registry("text embedder")
 BACKBONES: Registry = Registry("backbone")
 
-from indexer.encoders import e5, minilm, efficientnet, clip, e5v, moai, openclip  # noqa: E402,F401  (registers them)
+# not sorted: the registry lists plug-ins in the order they register (the packaged ones first)
+from indexer.encoders import e5, minilm, efficientnet, clip, e5v, moai, openclip  # noqa: E402,F401,I001
 
 DEFAULT_TEXT_EMBEDDER = "e5-small"
 DEFAULT_BACKBONE = "efficientnet-lite3"

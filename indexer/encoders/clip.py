@@ -10,7 +10,8 @@ folder and a fingerprint of its files and refuses to search with a different che
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 

@@ -9,7 +9,8 @@ last-token pooling follow the E5-V recipe (``shared/reference/moai-e5v.md``).
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image
@@ -43,7 +44,8 @@ class E5VBackbone(CheckpointModel):
         super().__init__(checkpoint, "the e5v backbone", "AutoModelForImageTextToText", device, dtype)
         if self.model.config.model_type != "llava_next":
             raise MoairError(
-                f"{self.checkpoint} holds a {self.model.config.model_type!r} model; the e5v backbone reads llava_next checkpoints"
+                f"{self.checkpoint} holds a {self.model.config.model_type!r} model; the e5v backbone reads "
+                "llava_next checkpoints"
             )
         self.processor.tokenizer.padding_side = "left"  # the last position must be the prompt's last token
         self._llama3 = "<|start_header_id|>" in self.processor.tokenizer.get_vocab()

@@ -26,8 +26,9 @@ import contextlib
 import difflib
 import json
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import numpy as np
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import cv2
 import numpy as np
@@ -25,7 +26,7 @@ class Analysis:
     cache: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, image: LoadedImage) -> "Analysis":
+    def of(cls, image: LoadedImage) -> Analysis:
         return cls(image=image, perception=Perception(width=image.width, height=image.height))
 
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
@@ -42,10 +43,14 @@ class Analysis:
 
 
 class Expert(Protocol):
-    """A perception expert. ``version`` changes whenever its output for the same image may change."""
+    """A perception expert. ``version`` changes whenever its output for the same image may change.
+    ``reads`` and ``writes`` name the ``Perception`` fields it reads and fills: they set the order
+    experts run in (``indexer.experts.run_order``)."""
 
     name: ClassVar[str]
     version: ClassVar[str]
+    reads: ClassVar[tuple[str, ...]]
+    writes: ClassVar[tuple[str, ...]]
 
     def run(self, analysis: Analysis) -> None:
         """Fill this expert's fields of ``analysis.perception``."""

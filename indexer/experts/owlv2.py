@@ -56,6 +56,8 @@ class Owlv2Detector(CheckpointModel):
     """OWLv2 through transformers (``Owlv2ForObjectDetection``)."""
 
     name: ClassVar[str] = "owlv2"
+    reads: ClassVar[tuple[str, ...]] = ("detections",)
+    writes: ClassVar[tuple[str, ...]] = ("detections",)
     packages: ClassVar[tuple[str, ...]] = (*CheckpointModel.packages, "scipy")
 
     def __init__(
@@ -103,7 +105,9 @@ class Owlv2Detector(CheckpointModel):
         scores, labels = torch.sigmoid(logits.max(dim=-1).values), logits.argmax(dim=-1)
         cx, cy, w, h = centre_boxes.clamp(0, 1).unbind(-1)  # a square input: no padding to undo
         corners = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1).clamp(0, 1)
-        return [(float(s), int(l), tuple(float(v) for v in b)) for s, l, b in zip(scores, labels, corners.tolist())]
+        return [
+            (float(s), int(label), tuple(float(v) for v in b)) for s, label, b in zip(scores, labels, corners.tolist())
+        ]
 
     def run(self, analysis: Analysis) -> None:
         image = Image.fromarray(analysis.resized(MOAI_SIDE, MOAI_SIDE))

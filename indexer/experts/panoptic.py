@@ -36,6 +36,8 @@ class Mask2FormerPanoptic(CheckpointModel):
     """Mask2Former through transformers (``Mask2FormerForUniversalSegmentation``)."""
 
     name: ClassVar[str] = "panoptic"
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ("segments",)
 
     def __init__(
         self,

@@ -64,8 +64,9 @@ def spatial_predicate(a: Box, b: Box) -> str:
 class GeometricRelations:
     name: ClassVar[str] = "relations"
     version: ClassVar[str] = "box-geometry/1"
+    reads: ClassVar[tuple[str, ...]] = ("detections",)
+    writes: ClassVar[tuple[str, ...]] = ("relations",)
     packages: ClassVar[tuple[str, ...]] = ()
-    needs: ClassVar[tuple[str, ...]] = ("detection",)
 
     def run(self, analysis: Analysis) -> None:
         objects = analysis.perception.detections[:MAX_OBJECTS]

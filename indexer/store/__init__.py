@@ -30,8 +30,9 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Sequence
+from typing import IO
 
 import numpy as np
 
@@ -120,7 +121,7 @@ class Store:
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: Path, config: IndexConfig) -> "Store":
+    def create(cls, path: Path, config: IndexConfig) -> Store:
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise MoairError(f"{path} exists and is not a directory; choose another --index path")
@@ -143,7 +144,7 @@ class Store:
             raise
 
     @classmethod
-    def open(cls, path: Path, writable: bool = False, lock: IO | None = None) -> "Store":
+    def open(cls, path: Path, writable: bool = False, lock: IO | None = None) -> Store:
         """Open the index at ``path``; ``writable`` takes its write lock (or uses ``lock``, one
         already taken)."""
         path = Path(path)
@@ -153,7 +154,8 @@ class Store:
             raise MoairError(f"{path} is not a moair index (no {DB_NAME} inside)")
         if writable and not os.access(path, os.W_OK):
             raise MoairError(
-                f"{path} cannot be written (a read-only folder or file system): search it, but index, remove or optimize where it is writable"
+                f"{path} cannot be written (a read-only folder or file system): search it, but index, remove or "
+                "optimize where it is writable"
             )
         catalog, config = Catalog.open(path, writable)
         return cls(path, catalog, config, writable, lock)
@@ -166,7 +168,7 @@ class Store:
             self._lock_file.close()
             self._lock_file = None
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -11,9 +11,10 @@ import os
 import sqlite3
 import time
 import urllib.parse
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import ValidationError
@@ -140,7 +141,7 @@ class Catalog:
         durable_replace(building, folder / DB_NAME)
 
     @classmethod
-    def open(cls, folder: Path, writable: bool) -> tuple["Catalog", IndexConfig]:
+    def open(cls, folder: Path, writable: bool) -> tuple[Catalog, IndexConfig]:
         """The database of the index in ``folder`` and its configuration; read-only unless
         ``writable`` (a writer upgrades an older schema)."""
         file = folder / DB_NAME
@@ -369,7 +370,8 @@ class Catalog:
         if problems:
             return problems  # the check below reads the damaged tables
         bad_rows = self._db.execute(
-            "SELECT COUNT(*) FROM items WHERE length(vector) != ? OR NOT json_valid(perception) OR NOT json_valid(verbalization)",
+            "SELECT COUNT(*) FROM items WHERE length(vector) != ? OR NOT json_valid(perception) OR NOT "
+            "json_valid(verbalization)",
             (self.dim * 4,),
         ).fetchone()[0]
         if bad_rows:

@@ -28,14 +28,15 @@ class Projection:
         self.records = records
 
     @classmethod
-    def load(cls, index: Path, layout: Layout, records: dict[str, HeadRecord]) -> "Projection":
+    def load(cls, index: Path, layout: Layout, records: dict[str, HeadRecord]) -> Projection:
         """The heads ``records`` names, from the heads folder of the index at ``index``."""
         heads = {}
         for space, record in records.items():
             head = ProjectionHead.load(index / HEADS_FOLDER / record.file)
             if head.version != record.version:
                 raise MoairError(
-                    f"{index / HEADS_FOLDER / record.file} is not the head this index was built with; run moair train-head again"
+                    f"{index / HEADS_FOLDER / record.file} is not the head this index was built with; run moair "
+                    "train-head again"
                 )
             heads[space] = head
         return cls(layout, heads, records)

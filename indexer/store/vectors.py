@@ -10,8 +10,8 @@ composed with is handed to the verbs that tune, which make their queries from sa
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import faiss
 import numpy as np
@@ -52,7 +52,7 @@ class VectorIndex:
         live_ids: Callable[[], np.ndarray],
         writable: bool,
         layout: Layout,
-    ) -> "VectorIndex":
+    ) -> VectorIndex:
         """Load the shard files the committed ``manifest()`` names, then make them agree with the
         row source (the consistency check): missing vectors are added, vectors no longer live
         become tombstones, and files that are damaged, or an index without a manifest, are
@@ -225,7 +225,8 @@ class VectorIndex:
         notes = []
         if len(live) < ann.minimum_training(empty):
             notes.append(
-                f"{manifest.index_type} needs {ann.minimum_training(empty)} items to train on; searching exactly until then"
+                f"{manifest.index_type} needs {ann.minimum_training(empty)} items to train on; searching exactly "
+                "until then"
             )
             manifest.index_type = ann.EXACT
             empty = ann.build_index(ann.EXACT, self.dim)
@@ -319,7 +320,8 @@ class VectorIndex:
         after = self.manifest
         line = f"{after.index_type} (was {before}), {len(self.shards.shards)} shard(s)"
         if after.knob:
-            line += f"; {after.knob}={after.knob_value} reaches recall@10 {after.recall_estimate:.3f} (target {after.recall_target})"
+            line += f"; {after.knob}={after.knob_value} reaches recall@10 {after.recall_estimate:.3f}"
+            line += f" (target {after.recall_target})"
         return line
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Iterator, Literal, Union
+from collections.abc import Iterator
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -51,7 +52,7 @@ class Answer(BaseModel):
     seconds: float
 
 
-AskEvent = Union[Sources, Token, Answer]
+AskEvent = Sources | Token | Answer
 
 
 def cited(answer: str, sources: list[SearchHit]) -> list[Citation]:

@@ -18,15 +18,15 @@ import copy
 import shutil
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import ClassVar, Iterator, Sequence
+from typing import ClassVar
 
 from indexer.checkpoints import torch_device, torch_dtype
 from indexer.errors import MoairError
 from retriever.generative import GENERATORS
 from retriever.generative.gemma_files import INSTALL_HINT, cache_root, convert_gguf, prepare
 from retriever.generative.records import Candidate
-
 
 # Rerank: "Is this a photo of {query}?" after the item's description, with worked examples
 # (two Yes, two No) before it; the answer is the next token, " Yes" or " No".

@@ -6,8 +6,9 @@ source's description in the question."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import ClassVar, Iterator, Sequence
+from typing import ClassVar
 
 from indexer.errors import ImageError
 from indexer.experts.base import Analysis

@@ -4,8 +4,8 @@ item matches the query, within a time budget."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from indexer.records import ItemRecord, SearchHit
 from retriever.generative.records import Candidate

@@ -128,7 +128,7 @@ class TaskName:
     task_id: int
 
     @classmethod
-    def parse(cls, name: str) -> "TaskName":
+    def parse(cls, name: str) -> TaskName:
         dataset, _, task = name.lower().rpartition("_task")
         if dataset not in DATASET_IDS or not task.isdigit() or int(task) not in TASK_MODALITIES:
             raise MoairError(
@@ -219,7 +219,8 @@ def read_instructions(path: Path) -> dict[tuple[str, str, str], list[str]]:
                 continue
             if len(parts) < 5:
                 raise MbeirFormatError(
-                    f"{path}:{number}: expected query modality, candidate modality, dataset, dataset id and an instruction"
+                    f"{path}:{number}: expected query modality, candidate modality, dataset, dataset id and an "
+                    "instruction"
                 )
             out[(parts[3].strip(), parts[0].strip(), parts[1].strip())] = [p for p in parts[4:] if p]
     return dict(out)

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from indexer.errors import MoairError
 from indexer.experts import DEFAULT_EXPERTS
 from indexer.pipeline import IndexReport, ProgressCallback
 from indexer.records import Entry
 from retriever.engine import Engine
-from retriever.query import MAX_K
 from retriever.mbeir.data import (
     EVALUATED_TASKS,
     Candidate,
@@ -38,6 +37,7 @@ from retriever.mbeir.data import (
     read_qrels,
 )
 from retriever.mbeir.metrics import TaskScore, average, recall_at_ks, run_id, write_run
+from retriever.query import MAX_K
 
 Progress = Callable[[str], ProgressCallback | None]  # label -> callback(done, total), or None
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import ClassVar, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -91,7 +92,8 @@ class MoAIBackbone:
         )
         if self.tokenizer.image_id >= self.arch.embedding_rows:
             raise MoairError(
-                f"{folder}: the <image> id {self.tokenizer.image_id} is outside tok_embeddings ({self.arch.embedding_rows} rows)"
+                f"{folder}: the <image> id {self.tokenizer.image_id} is outside tok_embeddings "
+                f"({self.arch.embedding_rows} rows)"
             )
         self.dim = self.arch.hidden
         self.version = f"moai-{self.fingerprint}"

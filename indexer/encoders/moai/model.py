@@ -167,7 +167,7 @@ class Attention(nn.Module):
             self.moai_GA_img = nn.Linear(arch.hidden, 3)
             self.moai_GA_lang = nn.Linear(arch.hidden, 3)
 
-    def mix(self, hidden: torch.Tensor, step: "Step") -> torch.Tensor:
+    def mix(self, hidden: torch.Tensor, step: Step) -> torch.Tensor:
         """MoAI-Mixer, per sequence: image and language tokens are replaced by the gate-weighted sum
         of their stream's three experts (whose outputs include the residual)."""
         hidden = hidden.clone()
@@ -190,7 +190,7 @@ class Attention(nn.Module):
             )
         return hidden
 
-    def forward(self, hidden, step: "Step", cache: tuple[torch.Tensor, torch.Tensor] | None):
+    def forward(self, hidden, step: Step, cache: tuple[torch.Tensor, torch.Tensor] | None):
         if self.with_mixer and step.aux is not None:
             hidden = self.mix(hidden, step)
         batch, length, _ = hidden.shape
@@ -228,7 +228,7 @@ class DecoderLayer(nn.Module):
         self.attention_norm = RMSNorm(arch.hidden, arch.rms_eps)
         self.ffn_norm = RMSNorm(arch.hidden, arch.rms_eps)
 
-    def forward(self, hidden, step: "Step", cache):
+    def forward(self, hidden, step: Step, cache):
         attended, new_cache = self.attention(self.attention_norm(hidden), step, cache)
         hidden = hidden + attended
         return hidden + self.feed_forward(self.ffn_norm(hidden), step.image_rows), new_cache
