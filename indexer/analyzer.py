@@ -50,8 +50,8 @@ class Analyzer:
     ) -> None:
         """``backbone_options`` go to a backbone built from a checkpoint, ``expert_options[name]``
         to such an expert: ``checkpoint`` (folder), ``device`` (auto, cpu, cuda) and ``dtype``
-        (auto, float32, float16, bfloat16). Experts run in ``run_order``: as given, each after
-        those whose output it reads."""
+        (auto, float32, float16, bfloat16). Experts run in ``run_order``: the registry's order,
+        each after those whose output it reads."""
         self.experts = [
             _create("expert", EXPERTS, name, **(expert_options or {}).get(name, {})) for name in run_order(experts)
         ]

@@ -179,10 +179,9 @@ def test_expert_registry_lists_every_expert_and_rejects_unknown_names():
 def test_experts_run_after_the_experts_whose_output_they_read():
     assert run_order(DEFAULT_EXPERTS) == list(DEFAULT_EXPERTS)  # the defaults are already in data-flow order
     assert Analyzer().index_config().experts.keys() == set(DEFAULT_EXPERTS)
-    # given backwards: relations reads the detectors' boxes, OWLv2 adds to the COCO detector's,
-    # the Korean reader rereads PP-OCR's lines; the rest keep the order given
+    # given in any order, they run in the registry's: detectors first, each after what it reads
     backwards = ["relations", "owlv2", "hangul", "colors", "ocr", "detection", "detection"]
-    assert run_order(backwards) == ["colors", "ocr", "hangul", "detection", "owlv2", "relations"]
+    assert run_order(backwards) == ["detection", "owlv2", "ocr", "hangul", "colors", "relations"]
     with pytest.raises(MoairError, match="unknown expert 'sgg'"):
         run_order(["detection", "sgg"])
 
@@ -192,9 +191,12 @@ def test_expert_order_refuses_a_cycle_and_unknown_fields():
         return type(name, (), {"name": name, "version": "1", "reads": reads, "writes": writes})
 
     registry = Registry("expert")
-    registry.register("boxes")(expert("boxes", ("tags",), ("detections",)))
     registry.register("labels")(expert("labels", ("detections",), ("tags",)))
+    registry.register("boxes")(expert("boxes", ("tags",), ("detections",)))
+    registry.register("relations")(expert("relations", ("detections",), ("relations",)))
     registry.register("typo")(expert("typo", ("detection",), ("tags",)))
+    # registered before the expert whose output it reads, it still runs after it
+    assert run_order(["relations", "boxes"], registry) == ["boxes", "relations"]
     with pytest.raises(MoairError, match="each read what another fills"):
         run_order(["boxes", "labels"], registry)
     with pytest.raises(MoairError, match="declares fields a Perception does not have: detection"):

@@ -2,9 +2,9 @@
 
 To add an expert: one file defining a class with ``name``, ``version``, ``reads``, ``writes`` and
 ``run(analysis)``, decorated with ``@EXPERTS.register("name")``, and one import line below.
-``run_order`` puts an expert after the ones whose output it reads. An expert loaded from a user's
-checkpoint (``owlv2``, ``panoptic``) takes ``checkpoint``, ``device`` and ``dtype`` and has
-``options()``, what the index records to build it again.
+Experts run in registration order, and ``run_order`` puts one after those whose output it reads.
+An expert loaded from a user's checkpoint (``owlv2``, ``panoptic``) takes ``checkpoint``,
+``device`` and ``dtype`` and has ``options()``, what the index records to build it again.
 """
 
 from collections.abc import Sequence
@@ -22,12 +22,15 @@ DEFAULT_EXPERTS = ("detection", "tags", "ocr", "hangul", "colors", "medium", "re
 
 
 def run_order(names: Sequence[str], registry: Registry = EXPERTS) -> list[str]:
-    """The experts ``names`` in the order they run: as given, except that one that reads a
-    perception field runs after each chosen expert that fills it (the COCO detector before OWLv2,
-    which adds to its boxes, and both before relations, which reads them). Two experts that both
-    read and fill a field keep the order given."""
-    chosen = list(dict.fromkeys(names))
-    classes = {name: registry.get(name) for name in chosen}  # unknown names: the registry's message
+    """The experts ``names`` in the order they run: the order they registered in, except that one
+    that reads a perception field runs after each chosen expert that fills it (the COCO detector
+    before OWLv2, which adds to its boxes, and both before relations, which reads them). Two
+    experts that both read and fill a field keep the registry's order."""
+    known = registry.names()
+    for name in names:
+        registry.get(name)  # an unknown name: the registry's message
+    chosen = sorted(set(names), key=known.index)
+    classes = {name: registry.get(name) for name in chosen}
     for name, cls in classes.items():
         unknown = sorted(set(cls.reads + cls.writes) - set(Perception.model_fields))
         if unknown:
