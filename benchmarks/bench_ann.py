@@ -55,7 +55,7 @@ from indexer.mixture import Block, Layout
 from indexer.records import Perception, Verbalization
 from indexer.shards import Shards, VectorManifest
 from indexer.store.catalog import Catalog, FileEntry, NewItem
-from indexer.store.config import IndexConfig
+from indexer.store.config import IndexConfig, PluginSpec
 from indexer.store.vectors import TUNING_QUERIES, VectorIndex
 
 RESULTS = Path(__file__).parent / "results"
@@ -242,7 +242,14 @@ def synthetic_catalog(database: np.ndarray, folder: Path) -> Catalog:
     dim = database.shape[1]
     layout = Layout(blocks=[Block(name="caption", dim=dim - 1, unrelated_similarity=0.0)])
     Catalog.create(
-        folder, IndexConfig(text_embedder="synthetic", backbone="synthetic", experts={}, layout=layout, created_at=0.0)
+        folder,
+        IndexConfig(
+            text_embedder=PluginSpec(name="synthetic"),
+            backbone=PluginSpec(name="synthetic"),
+            experts=[],
+            layout=layout,
+            created_at=0.0,
+        ),
     )
     catalog, _ = Catalog.open(folder, writable=True)
     perception, verbalization = Perception(width=1, height=1), Verbalization(moai="", retrieval="")

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from indexer.encoders import BACKBONES, DEFAULT_BACKBONE, DEFAULT_TEXT_EMBEDDER, TEXT_EMBEDDERS
+from indexer.encoders.base import Backbone, BuiltFromCheckpoint, TextEmbedder
 from indexer.errors import MoairError
 from indexer.experts import DEFAULT_EXPERTS, EXPERTS, run_order
 from indexer.experts.base import Analysis
@@ -24,7 +25,7 @@ from indexer.mixture import Block, Layout, normalise_rows
 from indexer.model_check import ModelCheck, ModelError, check, failed_check, first_failure, smoke_image, vectors
 from indexer.packaged_models import INDEX_WORKERS, make_worker_thread
 from indexer.records import Verbalization
-from indexer.store import IndexConfig
+from indexer.store import IndexConfig, PluginSpec
 from indexer.verbalize import VERSION as VERBALIZATION_VERSION
 from indexer.verbalize import verbalize
 
@@ -55,30 +56,28 @@ class Analyzer:
         self.experts = [
             _create("expert", EXPERTS, name, **(expert_options or {}).get(name, {})) for name in run_order(experts)
         ]
-        self.text_embedder = _create("text embedder", TEXT_EMBEDDERS, text_embedder)
-        self.backbone = _create("backbone", BACKBONES, backbone, **(backbone_options or {}))
+        self.text_embedder: TextEmbedder = _create("text embedder", TEXT_EMBEDDERS, text_embedder)
+        self.backbone: Backbone = _create("backbone", BACKBONES, backbone, **(backbone_options or {}))
         self._models_work = False
 
     @classmethod
     def for_index(cls, config: IndexConfig, device: str = "auto", dtype: str = "auto") -> Analyzer:
         """The models an index was built with; a checkpoint backbone must be the same checkpoint."""
         runtime = {"device": device, "dtype": dtype}
-        options = {**config.backbone_options, **runtime} if config.backbone_options else None
-        expert_options = {name: {**recorded, **runtime} for name, recorded in config.expert_options.items()}
+        backbone = config.backbone
         analyzer = cls(
-            experts=list(config.experts),
-            text_embedder=config.text_embedder,
-            backbone=config.backbone,
-            backbone_options=options,
-            expert_options=expert_options,
+            experts=[expert.name for expert in config.experts],
+            text_embedder=config.text_embedder.name,
+            backbone=backbone.name,
+            backbone_options={**backbone.options, **runtime} if backbone.options else None,
+            expert_options={e.name: {**e.options, **runtime} for e in config.experts if e.options},
         )
         found = analyzer.backbone.version
-        if config.backbone_version and found != config.backbone_version:
-            where = config.backbone_options.get("checkpoint", "")
+        if backbone.options and found != backbone.version:  # a packaged model's new version: items are stale
             raise MoairError(
-                f"this index was built with the {config.backbone} backbone {config.backbone_version} from {where}, "
-                f"but that checkpoint is now {found}: its queries would not match the stored vectors; "
-                "put the original checkpoint back, or build a new index"
+                f"this index was built with the {backbone.name} backbone {backbone.version} from "
+                f"{backbone.options.get('checkpoint', '')}, but that checkpoint is now {found}: its queries would "
+                "not match the stored vectors; put the original checkpoint back, or build a new index"
             )
         return analyzer
 
@@ -92,18 +91,14 @@ class Analyzer:
                     name="visual",
                     dim=visual.dim,
                     unrelated_similarity=visual.unrelated_similarity,
-                    unrelated_text_similarity=getattr(visual, "unrelated_text_similarity", None),
+                    unrelated_text_similarity=visual.unrelated_text_similarity if visual.cross_modal else None,
                 ),
             ]
         )
-        options = visual.options() if hasattr(visual, "options") else {}
         return IndexConfig(
-            text_embedder=text.name,
-            backbone=visual.name,
-            backbone_options=options,
-            backbone_version=visual.version if options else "",
-            expert_options={e.name: e.options() for e in self.experts if hasattr(e, "options")},
-            experts={e.name: e.version for e in self.experts},
+            text_embedder=plugin_spec(text),
+            backbone=plugin_spec(visual),
+            experts=[plugin_spec(expert) for expert in self.experts],
             layout=layout,
             created_at=time.time(),
         )
@@ -132,7 +127,7 @@ class Analyzer:
 
         def embed_image() -> None:
             vectors(backbone.embed([analysis]), 1, backbone.dim)
-            if getattr(backbone, "cross_modal", False):
+            if backbone.cross_modal:
                 vectors(backbone.embed_texts([CHECK_TEXT]), 1, backbone.dim)
 
         results.append(check("text embedder", text.name, text, embed_text))
@@ -187,6 +182,12 @@ class Analyzer:
             "visual": self.backbone.embed([analysis])[0] if analysis else None,
         }
         return verbalization, parts
+
+
+def plugin_spec(plugin) -> PluginSpec:
+    """How the index records ``plugin``: a checkpoint model's ``options()`` build it again."""
+    options = plugin.options() if isinstance(plugin, BuiltFromCheckpoint) else {}
+    return PluginSpec(name=plugin.name, options=options, version=plugin.version)
 
 
 def _create(kind, registry, name: str, **options):

@@ -30,7 +30,7 @@ from indexer.records import Entry, ItemRecord, Modality, SearchHit, shown_path
 from indexer.store import DB_NAME, IndexConfig, IndexSettings, IndexStats, Store, VerifyReport, is_index_dir
 from retriever.generative import GENERATORS
 from retriever.generative.ask import SUPPORT_FLOOR, Answer, AskEvent, answer_events
-from retriever.generative.records import Candidate
+from retriever.generative.records import Candidate, Generator
 from retriever.generative.rerank import candidate
 from retriever.generative.rerank import rerank as rerank_hits
 from retriever.query import DEFAULT_ASK_BUDGET, MAX_ASK_K, MAX_K, QueryEncoder, SearchRequest, check_budget
@@ -332,7 +332,7 @@ class Engine:
             results.append(not_checked("generator", name, plugin, GENERATOR_LOADS_LATER))
         return results
 
-    def generator(self):
+    def generator(self) -> Generator:
         """The generative model for rerank and answers: the index's MoAI backbone when it has one
         (the loaded model is shared), else the packaged Gemma-3 270M reading verbalizations."""
         if self._generator is None:
@@ -396,7 +396,7 @@ class Engine:
     def head_spaces(self) -> list[str]:
         """The embedding spaces a projection head can be trained for: the text embedder's
         ("language": caption and OCR blocks) and, with a cross-modal backbone, its shared space ("visual")."""
-        return ["language"] + (["visual"] if getattr(self.analyzer.backbone, "cross_modal", False) else [])
+        return ["language"] + (["visual"] if self.analyzer.backbone.cross_modal else [])
 
     @_damage_said
     def train_head(
@@ -504,19 +504,21 @@ def _refuse_other_models(
     match them)."""
     new_index = "a different one needs a new index (another --index path)"
     for what, asked, built in (
-        ("text embedder", text_embedder, config.text_embedder),
-        ("backbone", backbone, config.backbone),
+        ("text embedder", text_embedder, config.text_embedder.name),
+        ("backbone", backbone, config.backbone.name),
     ):
         if asked is not None and asked != built:
             raise MoairError(f"{path} was built with the {built} {what}; {new_index}")
-    if checkpoint and str(Path(checkpoint).expanduser().absolute()) != config.backbone_options.get("checkpoint"):
+    built_backbone = config.backbone
+    if checkpoint and str(Path(checkpoint).expanduser().absolute()) != built_backbone.options.get("checkpoint"):
         raise MoairError(
-            f"{path} was built with the {config.backbone} backbone {config.backbone_options or ''}; {new_index}"
+            f"{path} was built with the {built_backbone.name} backbone {built_backbone.options or ''}; {new_index}"
         )
+    checkpoint_experts = {e.name: e.options.get("checkpoint") for e in config.experts if e.options}
     for name, folder in (expert_checkpoints or {}).items():
-        if config.expert_options.get(name, {}).get("checkpoint") != str(Path(folder).expanduser().absolute()):
+        if checkpoint_experts.get(name) != str(Path(folder).expanduser().absolute()):
             raise MoairError(f"{path} was built without the {name} expert from {folder}; {new_index}")
-    built_experts = set(config.experts) - set(config.expert_options)
+    built_experts = {e.name for e in config.experts} - set(checkpoint_experts)
     if experts is not None and set(experts) != built_experts:
         raise MoairError(f"{path} was built with the experts {', '.join(sorted(built_experts))}; {new_index}")
 

@@ -19,6 +19,7 @@ from typing import get_args
 import numpy as np
 
 from indexer.analyzer import Analyzer
+from indexer.encoders.base import ComposingBackbone
 from indexer.errors import ImageError, MoairError
 from indexer.images import load_image
 from indexer.records import Modality, Perception
@@ -129,18 +130,17 @@ class QueryEncoder:
             text = verbal.text  # a picture of a sentence is matched by what it says (E5-V's trick)
             analysis, verbal = None, None
         backbone = self.analyzer.backbone
-        cross_modal = getattr(backbone, "cross_modal", False)
         decision = gate(
             text,
             has_image=analysis is not None,
             image_has_text=bool(verbal and verbal.text),
-            text_reaches_visual=cross_modal,
+            text_reaches_visual=backbone.cross_modal,
         )
         wanted = {"caption": text or self.analyzer.caption(verbal)}
         if decision.weights["text"] > 0:
             wanted["text"] = decision.text_for_ocr or (verbal.text if verbal else "")
         parts: dict[str, np.ndarray | None] = {name: self._embedding(query) for name, query in wanted.items()}
-        if analysis is not None and text and hasattr(backbone, "embed_composed"):  # "this image, but ..."
+        if analysis is not None and text and isinstance(backbone, ComposingBackbone):  # "this image, but ..."
             parts["visual"] = backbone.embed_composed(analysis, text)
         else:
             parts["visual"] = backbone.embed([analysis])[0] if analysis else None

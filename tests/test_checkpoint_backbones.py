@@ -54,8 +54,8 @@ def test_index_and_search_with_a_checkpoint_backbone(checkpoint, photo_dir, phot
         report = engine.add([folder])
         assert report.added == len(PHOTOS) and report.skipped == []
         config = engine.store.config
-        assert config.backbone == backbone and config.backbone_options == {"checkpoint": str(checkpoint)}
-        assert config.backbone_version.startswith(f"{family}-")
+        assert config.backbone.name == backbone and config.backbone.options == {"checkpoint": str(checkpoint)}
+        assert config.backbone.version.startswith(f"{family}-")
         visual = config.layout.blocks[-1]
         assert visual.dim == engine.analyzer.backbone.dim and visual.unrelated_text_similarity is not None
 
@@ -97,7 +97,7 @@ def test_an_existing_index_refuses_other_models_instead_of_ignoring_them(tiny_cl
     with pytest.raises(MoairError, match="built without the owlv2 expert"):
         Engine.open(index, create=True, expert_checkpoints={"owlv2": tiny_clip})
     with Engine.open(index, create=True, backbone="efficientnet-lite3") as engine:  # what it was built with: fine
-        assert engine.store.config.backbone == "efficientnet-lite3"
+        assert engine.store.config.backbone.name == "efficientnet-lite3"
 
 
 def test_checkpoint_backbone_needs_a_real_checkpoint_folder(tmp_path):

@@ -178,7 +178,7 @@ def test_expert_registry_lists_every_expert_and_rejects_unknown_names():
 
 def test_experts_run_after_the_experts_whose_output_they_read():
     assert run_order(DEFAULT_EXPERTS) == list(DEFAULT_EXPERTS)  # the defaults are already in data-flow order
-    assert Analyzer().index_config().experts.keys() == set(DEFAULT_EXPERTS)
+    assert [e.name for e in Analyzer().index_config().experts] == list(DEFAULT_EXPERTS)  # recorded in that order
     # given in any order, they run in the registry's: detectors first, each after what it reads
     backwards = ["relations", "owlv2", "hangul", "colors", "ocr", "detection", "detection"]
     assert run_order(backwards) == ["detection", "owlv2", "ocr", "hangul", "colors", "relations"]

@@ -145,6 +145,6 @@ def test_without_tesseract_the_check_names_the_debian_packages_and_the_way_aroun
     )
     assert run.returncode == 0, run.stdout + run.stderr
     with Engine.open(tmp_path / "x.moair") as engine:
-        assert "hangul" not in engine.store.config.experts and len(engine) == 1
+        assert "hangul" not in engine.store.config.expert_versions() and len(engine) == 1
     with pytest.raises(Exception, match="was built with the experts"):
         Engine.open(tmp_path / "x.moair", experts=["detection", "tags"])

@@ -188,7 +188,7 @@ def test_an_index_of_a_single_weights_file_records_its_architecture(tiny_opencli
     )
     assert run.exit_code == 0, run.output
     assert json.loads(run.stdout)["added"] == 1
-    assert Store.open(index).config.backbone_options == {"checkpoint": str(weights), "model_name": name}
+    assert Store.open(index).config.backbone.options == {"checkpoint": str(weights), "model_name": name}
     with Engine.open(index, device=DEVICE) as engine:  # rebuilt from what the index recorded
         assert engine.analyzer.backbone.options()["model_name"] == name
         assert len(engine.search("a dog", k=1)) == 1

@@ -11,9 +11,16 @@ import numpy as np
 from indexer.mixture import Block, Layout
 from indexer.pipeline import IndexReport, plan_files
 from indexer.records import Perception, Verbalization
-from indexer.store import FileEntry, IndexConfig, NewItem, SkippedFile, Store
+from indexer.store import FileEntry, IndexConfig, NewItem, PluginSpec, SkippedFile, Store
 
 VERSIONS = {"expert": "1"}
+CONFIG = IndexConfig(
+    text_embedder=PluginSpec(name="t"),
+    backbone=PluginSpec(name="b"),
+    experts=[],
+    layout=Layout(blocks=[Block(name="caption", dim=7, unrelated_similarity=0.0)]),
+    created_at=0.0,
+)
 
 
 def write(path, data: bytes):
@@ -30,14 +37,12 @@ def test_a_plan_analyses_only_what_changed_and_drops_what_is_gone(tmp_path):
     bad = write(photos / "bad.jpg", b"not an image")
     unreadable = write(photos / "unreadable.jpg", b"x")
     stale = write(photos / "stale.jpg", b"d")
-    layout = Layout(blocks=[Block(name="caption", dim=7, unrelated_similarity=0.0)])
-    config = IndexConfig(text_embedder="t", backbone="b", experts={}, layout=layout, created_at=0.0)
 
     def state(path):
         stat = os.stat(path)
         return stat.st_size, stat.st_mtime_ns
 
-    with Store.create(tmp_path / "plan.moair", config) as store:
+    with Store.create(tmp_path / "plan.moair", CONFIG) as store:
         vector = np.zeros(8, np.float32)
         vector[0] = vector[-1] = 1.0
         items = [
@@ -76,9 +81,7 @@ def test_a_plan_analyses_only_what_changed_and_drops_what_is_gone(tmp_path):
 def test_without_prune_nothing_is_taken_for_deleted(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
-    layout = Layout(blocks=[Block(name="caption", dim=7, unrelated_similarity=0.0)])
-    config = IndexConfig(text_embedder="t", backbone="b", experts={}, layout=layout, created_at=0.0)
-    with Store.create(tmp_path / "plan.moair", config) as store:
+    with Store.create(tmp_path / "plan.moair", CONFIG) as store:
         vector = np.zeros(8, np.float32)
         vector[0] = vector[-1] = 1.0
         store.commit(

@@ -131,14 +131,14 @@ def test_minilm_text_embedder_builds_a_working_index(tmp_path, photo_dir):
 
     with Engine.open(tmp_path / "minilm.moair", create=True, text_embedder="minilm") as engine:
         engine.add([photo_dir("dog", "chelsea", "giraffe", "horses")])
-        assert engine.store.config.text_embedder == "minilm"
+        assert engine.store.config.text_embedder.name == "minilm"
         assert engine.search("a dog", k=3)[0].path.endswith("darknet-dog.jpg")
         assert engine.search("a giraffe", k=3)[0].path.endswith("darknet-giraffe.jpg")
     # asking for the default embedder by name is asking for another one: said, not ignored
     with pytest.raises(MoairError, match="built with the minilm text embedder"):
         Engine.open(tmp_path / "minilm.moair", text_embedder="e5-small")
     with Engine.open(tmp_path / "minilm.moair") as engine:  # not asked: whatever it was built with
-        assert engine.store.config.text_embedder == "minilm"
+        assert engine.store.config.text_embedder.name == "minilm"
 
 
 def test_cut_by_score_keeps_hits_above_the_floor_and_before_the_first_big_drop():

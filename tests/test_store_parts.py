@@ -3,19 +3,28 @@ vector index over it (``indexer.store.vectors``), on synthetic unit vectors."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from contextlib import closing
+
 import numpy as np
 import pytest
 
 from indexer import ann
+from indexer.errors import DamagedIndex, MoairError
 from indexer.mixture import Block, Layout
 from indexer.records import Perception, Verbalization
 from indexer.shards import Shards, VectorManifest
-from indexer.store.catalog import Catalog, FileEntry, NewItem, SkippedFile
-from indexer.store.config import IndexConfig
+from indexer.store.catalog import DB_NAME, Catalog, FileEntry, NewItem, SkippedFile
+from indexer.store.config import IndexConfig, PluginSpec
+from indexer.store.formats import SCHEMA_VERSION
 from indexer.store.vectors import VectorIndex
 
 DIM = 16
 LAYOUT = Layout(blocks=[Block(name="caption", dim=DIM - 1, unrelated_similarity=0.0)])
+CONFIG = IndexConfig(
+    text_embedder=PluginSpec(name="t"), backbone=PluginSpec(name="b"), experts=[], layout=LAYOUT, created_at=0.0
+)
 
 
 def unit_rows(n: int, seed: int = 0) -> np.ndarray:
@@ -33,7 +42,7 @@ def item(name: str, vector: np.ndarray, versions: dict[str, str] | None = None) 
 
 @pytest.fixture
 def catalog(tmp_path):
-    Catalog.create(tmp_path, IndexConfig(text_embedder="t", backbone="b", experts={}, layout=LAYOUT, created_at=0.0))
+    Catalog.create(tmp_path, CONFIG)
     opened, config = Catalog.open(tmp_path, writable=True)
     assert config.layout == LAYOUT
     yield opened
@@ -134,3 +143,53 @@ def test_a_vector_the_catalog_does_not_hold_is_a_problem(catalog, tmp_path):
     assert index.problems() == ["FAISS searches 21 vectors, SQLite has 20 live ones"]
     index.remove([999])
     assert index.problems() == []
+
+
+def stored_config(folder) -> str:
+    with closing(sqlite3.connect(folder / DB_NAME)) as db:
+        return db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0]
+
+
+def store_config(folder, value: str) -> None:
+    with closing(sqlite3.connect(folder / DB_NAME)) as db, db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (value,))
+
+
+def test_an_index_of_format_1_is_read_as_it_is_and_upgraded_by_a_writer(tmp_path):
+    Catalog.create(tmp_path, CONFIG)
+    format_1 = {  # the configuration row as moair wrote it before plug-ins were PluginSpecs
+        "schema_version": 1,
+        "text_embedder": "e5-small",
+        "backbone": "clip",
+        "backbone_options": {"checkpoint": "/models/clip"},
+        "backbone_version": "clip-1234",
+        "experts": {"detection": "ssd/1", "owlv2": "owlv2-abcd"},
+        "expert_options": {"owlv2": {"checkpoint": "/models/owlv2"}},
+        "layout": LAYOUT.model_dump(),
+        "created_at": 0.0,
+    }
+    store_config(tmp_path, json.dumps(format_1))
+    reader, config = Catalog.open(tmp_path, writable=False)
+    reader.close()
+    assert config.text_embedder == PluginSpec(name="e5-small")
+    assert config.backbone == PluginSpec(name="clip", options={"checkpoint": "/models/clip"}, version="clip-1234")
+    assert config.experts == [
+        PluginSpec(name="detection", version="ssd/1"),
+        PluginSpec(name="owlv2", options={"checkpoint": "/models/owlv2"}, version="owlv2-abcd"),
+    ]
+    assert json.loads(stored_config(tmp_path)) == format_1  # a reader writes nothing
+    writer, upgraded = Catalog.open(tmp_path, writable=True)
+    writer.close()
+    assert upgraded == config and upgraded.schema_version == SCHEMA_VERSION == 2
+    assert IndexConfig.model_validate_json(stored_config(tmp_path)) == config
+
+
+def test_a_newer_format_is_refused_and_a_damaged_row_is_named(tmp_path):
+    Catalog.create(tmp_path, CONFIG)
+    store_config(tmp_path, CONFIG.model_copy(update={"schema_version": SCHEMA_VERSION + 1}).model_dump_json())
+    with pytest.raises(MoairError, match=f"uses index format {SCHEMA_VERSION + 1}, made by a newer moair"):
+        Catalog.open(tmp_path, writable=True)
+    for damaged in ('{"schema_version": 1, "experts": {}}', "[1, 2]", "{not json", '{"schema_version": "x"}'):
+        store_config(tmp_path, damaged)
+        with pytest.raises(DamagedIndex, match="its configuration row is damaged"):
+            Catalog.open(tmp_path, writable=False)

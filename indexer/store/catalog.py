@@ -22,7 +22,15 @@ from pydantic import ValidationError
 from indexer.errors import DamagedIndex, MoairError, damaged_database, disk_full
 from indexer.records import ItemRecord, Perception, Verbalization
 from indexer.shards import VectorManifest, durable_replace
-from indexer.store.config import SCHEMA_VERSION, IndexConfig
+from indexer.store.config import IndexConfig
+from indexer.store.formats import (
+    LEGACY_SKIP_KIND,
+    SCHEMA_VERSION,
+    NewerFormat,
+    complete_format_1,
+    upgrade_tables,
+    upgraded_config,
+)
 
 DB_NAME = "moair.sqlite"
 BUILDING_SUFFIX = ".building"
@@ -63,7 +71,6 @@ CREATE TABLE IF NOT EXISTS skipped (
 SkipKind = Literal["content", "access", "analysis"]
 RETRIED_KINDS = ("access", "analysis")
 # How indexes made before skip kinds tell them apart: by the reason's wording.
-LEGACY_SKIP_KIND = "CASE WHEN reason LIKE 'analysis failed:%' THEN 'analysis' ELSE 'content' END"
 
 
 @dataclass
@@ -156,16 +163,18 @@ class Catalog:
         if row is None:
             raise MoairError(f"{folder} is not a moair index (its database has no configuration)")
         try:
-            config = IndexConfig.model_validate_json(row[0])
-        except ValidationError as e:
+            raw, found = upgraded_config(row[0])
+            config = IndexConfig.model_validate(raw)
+        except NewerFormat as e:
             db.close()
-            raise DamagedIndex(
-                f"{file}: its configuration row is damaged ({e.errors()[0]['msg']}); restore it from a backup"
-            ) from None
-        if config.schema_version != SCHEMA_VERSION:
             raise MoairError(
-                f"{folder} uses index format {config.schema_version}; this moair reads format {SCHEMA_VERSION}"
-            )
+                f"{folder} uses index format {e.args[0]}, made by a newer moair; this moair reads formats "
+                f"up to {SCHEMA_VERSION}"
+            ) from None
+        except (ValueError, TypeError, KeyError, AttributeError) as e:  # pydantic's ValidationError is a ValueError
+            db.close()
+            why = e.errors()[0]["msg"] if isinstance(e, ValidationError) else f"{type(e).__name__}: {e}"
+            raise DamagedIndex(f"{file}: its configuration row is damaged ({why}); restore it from a backup") from None
         if stored and stored[0] != config.layout.dim * 4:
             db.close()
             raise DamagedIndex(
@@ -174,7 +183,11 @@ class Catalog:
             )
         if writable:
             try:
-                _upgrade_schema(db)
+                with db:
+                    complete_format_1(db)
+                    if found < SCHEMA_VERSION:
+                        upgrade_tables(db, found)
+                        db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (config.model_dump_json(),))
             except sqlite3.DatabaseError as e:
                 db.close()
                 raise damaged_database(file, e) from None
@@ -445,27 +458,6 @@ class Catalog:
                 self._db.executemany("DELETE FROM items WHERE id = ?", [(i,) for i, _ in orphans])
                 dead += [v for _, v in orphans]
         return added_vector_ids, dead
-
-
-def _upgrade_schema(db: sqlite3.Connection) -> None:
-    """Add what older indexes lack: the modality column, vector ids (equal to item ids, as the
-    old FAISS file used), the vector id counter and the kind of each skip (an "analysis failed"
-    skip of an older index becomes one that the next run tries again)."""
-    columns = {c[1] for c in db.execute("PRAGMA table_info(items)")}
-    skip_columns = {c[1] for c in db.execute("PRAGMA table_info(skipped)")}
-    with db:
-        if "kind" not in skip_columns:
-            db.execute("ALTER TABLE skipped ADD COLUMN kind TEXT NOT NULL DEFAULT 'content'")
-            db.execute(f"UPDATE skipped SET kind = {LEGACY_SKIP_KIND}")
-        if "modality" not in columns:  # indexes made before items could be texts hold images only
-            db.execute("ALTER TABLE items ADD COLUMN modality TEXT NOT NULL DEFAULT 'image'")
-        if "vector_id" not in columns:
-            db.execute("ALTER TABLE items ADD COLUMN vector_id INTEGER")
-            db.execute("UPDATE items SET vector_id = id")
-            db.execute("CREATE UNIQUE INDEX IF NOT EXISTS items_by_vector ON items(vector_id)")
-        if db.execute("SELECT 1 FROM meta WHERE key = 'next_vector_id'").fetchone() is None:
-            last = db.execute("SELECT MAX(seq) FROM sqlite_sequence WHERE name = 'items'").fetchone()[0] or 0
-            db.execute("INSERT INTO meta VALUES ('next_vector_id', ?)", (str(last + 1),))
 
 
 # A file name is any bytes but NUL and "/", not always UTF-8 (archives, cameras, other systems):

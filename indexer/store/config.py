@@ -13,8 +13,17 @@ from indexer.errors import MoairError
 from indexer.mixture import Layout
 from indexer.records import FilePath
 from indexer.shards import VectorManifest
+from indexer.store.formats import SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
+
+class PluginSpec(BaseModel):
+    """One plug-in an index was built with, recorded the same way for every kind (text embedder,
+    backbone, expert): its registry name, the options that build it again (a checkpoint folder;
+    empty for a packaged model) and the version its output is tied to."""
+
+    name: str
+    options: dict[str, str] = {}
+    version: str = ""
 
 
 class HeadRecord(BaseModel):
@@ -32,15 +41,15 @@ class IndexConfig(BaseModel):
     """What an index was built with; a query must be encoded the same way."""
 
     schema_version: int = SCHEMA_VERSION
-    text_embedder: str
-    backbone: str
-    backbone_options: dict[str, str] = {}  # how to build it again: a checkpoint folder
-    backbone_version: str = ""  # a checkpoint backbone's version (its files' fingerprint); queries must match
-    experts: dict[str, str]  # name -> version
-    expert_options: dict[str, dict[str, str]] = {}  # checkpoint experts: name -> how to build it again
+    text_embedder: PluginSpec
+    backbone: PluginSpec
+    experts: list[PluginSpec]  # in the order they run
     layout: Layout
     created_at: float
     heads: dict[str, HeadRecord] = {}  # embedding space ("language", "visual") -> its projection head
+
+    def expert_versions(self) -> dict[str, str]:
+        return {expert.name: expert.version for expert in self.experts}
 
 
 class VerifyReport(BaseModel):

@@ -1,11 +1,8 @@
 """Generative models over retrieved items: rerank (P("Yes") that an item matches the query) and
 answers grounded in the items (``moair ask``).
 
-A generator is a plug-in in ``GENERATORS`` (one file, one import line below). It provides
-``name``, ``version``, ``judge(question, candidates) -> list[float]`` (the probability of "Yes"
-for each candidate, normalised over "Yes" and "No") and ``stream(question, sources,
-max_new_tokens, deadline) -> Iterator[str]`` (answer text as it is generated, stopping at the
-deadline, a ``time.monotonic()`` value). What each model reads of a candidate (its
+A generator is a plug-in in ``GENERATORS`` (one file, one import line below) that is a
+``Generator`` (``retriever.generative.records``). What each model reads of a candidate (its
 verbalization, its image, both) is the plug-in's choice.
 """
 

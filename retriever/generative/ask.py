@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from indexer.records import SearchHit
+from retriever.generative.records import Candidate, Generator
 
 NOT_FOUND = "not found in the collection"
 SUPPORT_FLOOR = 0.0  # retrieval score an item needs to be a source: above chance level (scores are chance-corrected)
@@ -65,8 +66,8 @@ def cited(answer: str, sources: list[SearchHit]) -> list[Citation]:
 def answer_events(
     question: str,
     hits: list[SearchHit],
-    candidates,
-    generator,
+    candidates: dict[int, Candidate],
+    generator: Generator,
     started: float,
     deadline: float,
     min_score: float = SUPPORT_FLOOR,

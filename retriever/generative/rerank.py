@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from indexer.records import ItemRecord, SearchHit
-from retriever.generative.records import Candidate
+from retriever.generative.records import Candidate, Generator
 
 BATCH = 4  # candidates judged per call: the deadline is checked between batches
 
@@ -22,7 +22,12 @@ def candidate(record: ItemRecord) -> Candidate:
 
 
 def rerank(
-    hits: Sequence[SearchHit], records: dict[int, ItemRecord], query: str, generator, top: int, deadline: float | None
+    hits: Sequence[SearchHit],
+    records: dict[int, ItemRecord],
+    query: str,
+    generator: Generator,
+    top: int,
+    deadline: float | None,
 ) -> list[SearchHit]:
     """``hits`` with the first ``top`` ordered by the generator's P("Yes") (ties: the retrieval
     score) and that probability in ``rerank_score``; when the deadline comes first, only the hits
