@@ -86,7 +86,9 @@ def index(
     paths: list[Path] = typer.Argument(..., help="Image files and folders (folders are walked recursively)."),
     index_path: Path = IndexOption,
     text_embedder: str | None = typer.Option(
-        None, help="Text embedder for a new index: e5-small (multilingual; the default) or minilm (English)."
+        None,
+        help="Text embedder for a new index: e5-small (multilingual; the default), minilm (English), or one "
+        "from another package as package.module:Class.",
     ),
     backbone: str | None = typer.Option(
         None,
@@ -94,7 +96,7 @@ def index(
         "clip (a local CLIP or SigLIP checkpoint), "
         "openclip (a local open_clip model: its folder, or one weights file with --model-name), "
         "e5v (a local E5-V / LLaVA-NeXT checkpoint) or moai (a local MoAI-7B checkpoint, fed with the experts' "
-        "verbalization); "
+        "verbalization), or one from another package as package.module:Class; "
         "with a checkpoint backbone, text queries reach the image space too.",
     ),
     checkpoint: Path | None = typer.Option(
@@ -113,8 +115,9 @@ def index(
     expert: list[str] = typer.Option(
         [],
         "--expert",
-        help="Another perception expert from a local checkpoint folder, as NAME=DIR: owlv2 (open-world "
-        "detection, MoAI's 1,847 names) or panoptic (Mask2Former COCO panoptic); repeat for both. For a new index.",
+        help="Another perception expert for a new index (repeat for more): from a local checkpoint folder as "
+        "NAME=DIR, owlv2 (open-world detection, MoAI's 1,847 names) or panoptic (Mask2Former COCO panoptic); "
+        "or one from another package as package.module:Class.",
     ),
     without_expert: list[str] = typer.Option(
         [],
@@ -136,24 +139,29 @@ def index(
     The vector index follows the collection: exact while small, rebuilt as IVF when it grows."""
     from retriever import Engine
 
-    expert_checkpoints = {}
+    expert_checkpoints, other_experts = {}, []
     for given in expert:
         name, _, folder = given.partition("=")
-        if not folder:
+        if folder:
+            expert_checkpoints[name.strip()] = Path(folder).expanduser()
+        elif ":" in given:
+            other_experts.append(given.strip())
+        else:
             raise MoairError(
-                f"--expert takes NAME=DIR (e.g. owlv2=~/models/owlv2-base-patch16-ensemble), not {given!r}"
+                "--expert takes NAME=DIR (e.g. owlv2=~/models/owlv2-base-patch16-ensemble) or "
+                f"package.module:Class, not {given!r}"
             )
-        expert_checkpoints[name.strip()] = Path(folder).expanduser()
     unknown = sorted(set(without_expert) - set(DEFAULT_EXPERTS))
     if unknown:
         raise MoairError(f"--without-expert takes one of {', '.join(DEFAULT_EXPERTS)}, not {', '.join(unknown)}")
+    experts = [name for name in DEFAULT_EXPERTS if name not in without_expert] + other_experts
     with Engine.open(
         index_path,
         create=True,
         text_embedder=text_embedder,
         backbone=backbone,
         checkpoint=checkpoint,
-        experts=[name for name in DEFAULT_EXPERTS if name not in without_expert] if without_expert else None,
+        experts=experts if without_expert or other_experts else None,
         expert_checkpoints=expert_checkpoints,
         device=device,
         dtype=dtype,

@@ -52,10 +52,11 @@ class Analyzer:
         """``backbone_options`` go to a backbone built from a checkpoint, ``expert_options[name]``
         to such an expert: ``checkpoint`` (folder), ``device`` (auto, cpu, cuda) and ``dtype``
         (auto, float32, float16, bfloat16). Experts run in ``run_order``: the registry's order,
-        each after those whose output it reads."""
-        self.experts = [
-            _create("expert", EXPERTS, name, **(expert_options or {}).get(name, {})) for name in run_order(experts)
-        ]
+        each after those whose output it reads. A name is a registered one or, for a plug-in from
+        another package, ``package.module:Class``."""
+        order = run_order(experts)
+        self.experts = [_create("expert", EXPERTS, name, **(expert_options or {}).get(name, {})) for name in order]
+        self._names = (text_embedder, backbone, order)  # what the index records: a plug-in's name may differ
         self.text_embedder: TextEmbedder = _create("text embedder", TEXT_EMBEDDERS, text_embedder)
         self.backbone: Backbone = _create("backbone", BACKBONES, backbone, **(backbone_options or {}))
         self._models_work = False
@@ -95,10 +96,11 @@ class Analyzer:
                 ),
             ]
         )
+        text_name, backbone_name, expert_names = self._names
         return IndexConfig(
-            text_embedder=plugin_spec(text),
-            backbone=plugin_spec(visual),
-            experts=[plugin_spec(expert) for expert in self.experts],
+            text_embedder=plugin_spec(text_name, text),
+            backbone=plugin_spec(backbone_name, visual),
+            experts=[plugin_spec(name, expert) for name, expert in zip(expert_names, self.experts)],
             layout=layout,
             created_at=time.time(),
         )
@@ -184,10 +186,11 @@ class Analyzer:
         return verbalization, parts
 
 
-def plugin_spec(plugin) -> PluginSpec:
-    """How the index records ``plugin``: a checkpoint model's ``options()`` build it again."""
+def plugin_spec(name: str, plugin) -> PluginSpec:
+    """How the index records ``plugin``, created as ``name``: a checkpoint model's ``options()``
+    build it again."""
     options = plugin.options() if isinstance(plugin, BuiltFromCheckpoint) else {}
-    return PluginSpec(name=plugin.name, options=options, version=plugin.version)
+    return PluginSpec(name=name, options=options, version=plugin.version)
 
 
 def _create(kind, registry, name: str, **options):

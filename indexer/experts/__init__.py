@@ -25,12 +25,11 @@ def run_order(names: Sequence[str], registry: Registry = EXPERTS) -> list[str]:
     """The experts ``names`` in the order they run: the order they registered in, except that one
     that reads a perception field runs after each chosen expert that fills it (the COCO detector
     before OWLv2, which adds to its boxes, and both before relations, which reads them). Two
-    experts that both read and fill a field keep the registry's order."""
-    known = registry.names()
-    for name in names:
-        registry.get(name)  # an unknown name: the registry's message
-    chosen = sorted(set(names), key=known.index)
-    classes = {name: registry.get(name) for name in chosen}
+    experts that both read and fill a field keep the registry's order; experts from other
+    packages (``package.module:Class``) come after the registered ones, in the order given."""
+    position = {name: n for n, name in enumerate(registry.names())}  # other packages' experts come last
+    classes = {name: registry.get(name) for name in dict.fromkeys(names)}  # unknown: the registry's message
+    chosen = sorted(classes, key=lambda name: position.get(name, len(position)))
     for name, cls in classes.items():
         unknown = sorted(set(cls.reads + cls.writes) - set(Perception.model_fields))
         if unknown:
