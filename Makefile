@@ -27,6 +27,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_text_embedders.py
 	$(BIN)/python benchmarks/bench_quality.py
 	$(BIN)/python benchmarks/bench_ann.py
+	$(BIN)/python benchmarks/bench_chance.py
 
 # Every install comes from the locks in requirements/ (exact versions and hashes, resolved by
 # `make lock`): a release upstream never changes what a fresh install gets. moair itself goes in

@@ -24,7 +24,7 @@ from tiny_openclip import (
 from typer.testing import CliRunner
 
 from api.cli import app
-from indexer.encoders.clip import UNRELATED
+from indexer.encoders.calibration import CHANCE_LEVELS
 from indexer.encoders.openclip import OpenClipBackbone
 from indexer.errors import MoairError
 from indexer.experts.base import Analysis
@@ -88,7 +88,10 @@ def test_folder_and_single_file_load_the_same_model(tiny_openclip, tiny_openclip
     for backbone in (from_folder, from_file):
         assert backbone.name == "openclip" and backbone.cross_modal and backbone.dim == TINY_OPENCLIP_DIM
         assert backbone.family == "clip"
-        assert (backbone.unrelated_similarity, backbone.unrelated_text_similarity) == UNRELATED["clip"]
+        assert (backbone.unrelated_similarity, backbone.unrelated_text_similarity) == (
+            CHANCE_LEVELS["clip"].similarity,
+            CHANCE_LEVELS["clip"].text_similarity,
+        )
         assert backbone.version == f"openclip-{backbone.fingerprint}"
     assert from_folder.options() == {"checkpoint": str(tiny_openclip)}
     assert from_file.options() == {"checkpoint": str(weights), "model_name": name}
@@ -247,7 +250,10 @@ def test_sigmoid_models_and_hub_files_are_handled_offline(tiny_openclip_file, tm
     sigmoid = _register(tmp_path, "moair-tiny-sigmoid", init_logit_bias=-10.0)
     backbone = OpenClipBackbone(checkpoint=str(weights), model_name=sigmoid, device=DEVICE)
     assert backbone.family == "siglip"
-    assert (backbone.unrelated_similarity, backbone.unrelated_text_similarity) == UNRELATED["siglip"]
+    assert (backbone.unrelated_similarity, backbone.unrelated_text_similarity) == (
+        CHANCE_LEVELS["siglip"].similarity,
+        CHANCE_LEVELS["siglip"].text_similarity,
+    )
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     hub = _register(tmp_path, "moair-tiny-hub-tokenizer", text_cfg__hf_tokenizer_name="moair-tests/no-such-tokenizer")

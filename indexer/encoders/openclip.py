@@ -34,7 +34,7 @@ import numpy as np
 
 from indexer.checkpoints import fingerprint_files, torch_device, torch_dtype
 from indexer.encoders import BACKBONES
-from indexer.encoders.clip import UNRELATED
+from indexer.encoders.calibration import CHANCE_LEVELS
 from indexer.errors import MoairError
 from indexer.experts.base import Analysis
 from indexer.mixture import normalise_rows
@@ -45,9 +45,8 @@ WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pth")  # the files open_clip loo
 PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
 # open_clip's precision for each torch dtype: a plain cast of the whole model, as transformers' dtype is.
 PRECISIONS = {"float32": "fp32", "float16": "pure_fp16", "bfloat16": "pure_bf16"}
-# Chance-level cosines (image-image, text-image) are clip.py's UNRELATED: estimates for published
-# checkpoints (none can be measured here), "siglip" for the sigmoid-trained models (those with a
-# logit bias), "clip" for the softmax-trained rest.
+# Chance levels are CHANCE_LEVELS' "siglip" for the sigmoid-trained models (those with a logit
+# bias), "clip" for the softmax-trained rest.
 
 
 def _import_open_clip():
@@ -172,7 +171,8 @@ class OpenClipBackbone:
         self.family = "siglip" if getattr(self.model, "logit_bias", None) is not None else "clip"
         self.dim = int(self._text_features(["a photo"]).shape[1])
         self.version = f"openclip-{self.fingerprint}"
-        self.unrelated_similarity, self.unrelated_text_similarity = UNRELATED[self.family]
+        chance = CHANCE_LEVELS[self.family]
+        self.unrelated_similarity, self.unrelated_text_similarity = chance.similarity, chance.text_similarity
 
     @staticmethod
     def _folder(folder: Path, model_name: str | None) -> tuple[str, None, bytes, list[Path]]:

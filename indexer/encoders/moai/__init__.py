@@ -25,6 +25,7 @@ import numpy as np
 
 from indexer.checkpoints import checkpoint_folder, fingerprint, torch_device, torch_dtype
 from indexer.encoders import BACKBONES
+from indexer.encoders.calibration import CHANCE_LEVELS
 from indexer.errors import MoairError
 from indexer.experts.base import Analysis
 from indexer.experts.panoptic import SEGMENT_IDS
@@ -39,8 +40,6 @@ COMPOSED_QUESTION = 'Modify this image with "{}", describe modified image in one
 # CLIP's normalisation on 0..255 pixels, as MoAI applies it (also to the 0..1 colour map: MoAI's own quirk).
 PIXEL_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32) * 255
 PIXEL_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32) * 255
-# Typical cosine between unrelated inputs (image-image, text-image): estimates, as for E5-V.
-UNRELATED = (0.5, 0.3)
 
 
 def pascal_colormap(count: int = 256) -> np.ndarray:
@@ -97,7 +96,8 @@ class MoAIBackbone:
             )
         self.dim = self.arch.hidden
         self.version = f"moai-{self.fingerprint}"
-        self.unrelated_similarity, self.unrelated_text_similarity = UNRELATED
+        chance = CHANCE_LEVELS["moai"]
+        self.unrelated_similarity, self.unrelated_text_similarity = chance.similarity, chance.text_similarity
         self._lock = threading.Lock()
 
     def options(self) -> dict[str, str]:
