@@ -25,7 +25,6 @@ from api.render import (
     print_verify,
     progress_bar,
     progress_bars,
-    report_dict,
 )
 from indexer.errors import MoairError
 from indexer.experts import DEFAULT_EXPERTS
@@ -170,11 +169,10 @@ def index(
         _configure(engine, index_type, memory_budget, recall_target)
         with progress_bar(not quiet and not as_json, "indexing") as progress:
             report = engine.add(paths, progress=progress, prune=prune)
-        items = len(engine)
     if as_json:
-        print(json.dumps(report_dict(report, items)))
+        print(report.model_dump_json())
     else:
-        print_report(report, items)
+        print_report(report)
     if report.interrupted:
         raise typer.Exit(130)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from api.render import err, escape, out, print_hits, print_report, progress_bar, report_dict
+from api.render import err, escape, out, print_hits, print_report, progress_bar
 from indexer.errors import MoairError
 from indexer.samples import SAMPLE_FILES, sample_photos
 from retriever import Engine
@@ -40,7 +40,7 @@ def run_demo(cache: Path, k: int, as_json: bool) -> bool:
                 f"[bold]sample photos[/bold] in {escape(str(folder))}; index at {escape(str(index_path))}",
                 highlight=False,
             )
-            print_report(report, items)
+            print_report(report)
         if items == 0:
             raise MoairError(
                 "the demo indexed none of the sample photos (see the reasons above); `moair doctor` checks the models"
@@ -78,7 +78,7 @@ def run_demo(cache: Path, k: int, as_json: bool) -> bool:
             json.dumps(
                 {
                     "index": str(index_path),
-                    "report": report_dict(report, items),
+                    "report": report.model_dump(mode="json"),
                     "searches": results,
                     "problems": problems,
                 },

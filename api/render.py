@@ -12,8 +12,8 @@ from rich.markup import escape as escape_markup
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from indexer.pipeline import IndexReport, ProgressCallback
-from indexer.records import SearchHit, shown_path
+from indexer.pipeline import ProgressCallback
+from indexer.records import IndexReport, SearchHit, shown_path
 
 out = Console()
 err = Console(stderr=True)
@@ -58,26 +58,7 @@ def progress_bar(enabled: bool, label: str) -> Iterator[ProgressCallback | None]
         yield new_bar(label)
 
 
-def report_dict(report: IndexReport, items: int) -> dict:
-    return {
-        "added": report.added,
-        "updated": report.updated,
-        "linked": report.linked,
-        "unchanged": report.unchanged,
-        "removed": report.removed,
-        "skipped": [{"path": shown_path(p), "reason": r} for p, r in report.skipped],
-        "skipped_before": report.skipped_before,
-        "failed": [{"path": shown_path(p), "reason": r} for p, r in report.failed],
-        "retried": report.retried,
-        "interrupted": report.interrupted,
-        "maintenance": report.maintenance,
-        "seconds": round(report.seconds, 2),
-        "images_per_second": round(report.images_per_second, 2),
-        "items_in_index": items,
-    }
-
-
-def print_report(report: IndexReport, items: int) -> None:
+def print_report(report: IndexReport) -> None:
     for path, reason in report.skipped:
         err.print(f"[yellow]skipped[/yellow] {escape(path)}: {escape(reason)}", highlight=False, soft_wrap=True)
     for path, reason in report.failed:
@@ -98,7 +79,7 @@ def print_report(report: IndexReport, items: int) -> None:
         line += f", {report.retried} retried (failed in an earlier run)"
     if report.updated:
         line += f", {report.updated} re-analysed (indexed by older model versions)"
-    line += f"; {items} items in the index; {report.seconds:.1f} s"
+    line += f"; {report.items_in_index} items in the index; {report.seconds:.1f} s"
     if report.added or report.updated:
         line += f" ({report.images_per_second:.1f} images/s)"
     out.print(line, highlight=False, markup=False)

@@ -21,7 +21,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.analyzer import Analyzer, worker_pool
@@ -29,7 +29,7 @@ from indexer.errors import ImageError, MoairError, disk_full
 from indexer.images import content_hash, decode_image, is_image_path, read_image_file
 from indexer.mixture import Layout
 from indexer.packaged_models import INDEX_WORKERS
-from indexer.records import Entry, Perception
+from indexer.records import Entry, IndexReport, Perception
 from indexer.store import FileEntry, NewItem, SkipKind, SkippedFile, Store
 from indexer.store.vectors import ProgressCallback
 
@@ -37,31 +37,6 @@ BATCH_SIZE = 16  # new items per commit
 IN_FLIGHT = 2 * INDEX_WORKERS + 2  # files submitted ahead, so no worker waits for the next one
 SAME_ERROR_STOPS = 3  # the same analysis error on this many different files is not about the files
 NOT_ABOUT_THE_FILE = (MemoryError, ImportError, MoairError)  # raised while analysing: the run stops
-
-
-@dataclass
-class IndexReport:
-    """What one indexing run did."""
-
-    added: int = 0  # new content, analysed and embedded
-    updated: int = 0  # indexed content analysed again because an expert or encoder changed version
-    linked: int = 0  # new or changed path whose content was already indexed (not embedded again)
-    unchanged: int = 0
-    removed: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): bad bytes, found in this run
-    skipped_before: int = 0  # bad files seen in an earlier run and not changed since
-    failed: list[tuple[str, str]] = field(
-        default_factory=list
-    )  # (path, reason): not read or analysed; tried again next run
-    retried: int = 0  # files that failed in an earlier run, tried again in this one
-    interrupted: bool = False
-    maintenance: str | None = None  # what was done to the vector index afterwards (rebuilt, compacted, tuned)
-    seconds: float = 0.0
-
-    @property
-    def images_per_second(self) -> float:
-        """Images analysed (added or updated) per second of the run."""
-        return (self.added + self.updated) / self.seconds if self.seconds > 0 else 0.0
 
 
 @dataclass
@@ -244,7 +219,7 @@ def index_paths(
     plan = plan_files(store, paths, analyzer.versions(), prune, report)
     with _disk_full_said(store, report):
         _index_work(store, analyzer, plan.todo, plan.stale, report, progress, plan.gone, plan.bad_gone)
-    report.seconds = time.perf_counter() - started
+    report.seconds, report.items_in_index = time.perf_counter() - started, len(store)
     return report
 
 
@@ -271,7 +246,7 @@ def index_entries(
         todo.append(_Work(entry.key, 0, 0, image=image, text=entry.text))
     with _disk_full_said(store, report):
         _index_work(store, analyzer, todo, stale, report, progress)
-    report.seconds = time.perf_counter() - started
+    report.seconds, report.items_in_index = time.perf_counter() - started, len(store)
     return report
 
 

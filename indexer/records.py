@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, PlainSerializer, field_validator, model_validator
+from pydantic import BaseModel, Field, PlainSerializer, computed_field, field_validator, model_validator
 
 Box = tuple[float, float, float, float]
 Modality = Literal["image", "text", "image,text"]  # M-BEIR's names for what an item holds
@@ -31,6 +31,14 @@ def shown_path(path: str) -> str:
 
 # A file path: the exact name in Python, shown escaped in JSON (which cannot hold raw bytes).
 FilePath = Annotated[str, PlainSerializer(shown_path, when_used="json")]
+# (path, reason) pairs, as {"path", "reason"} objects in JSON
+PathReasons = Annotated[
+    list[tuple[str, str]],
+    PlainSerializer(
+        lambda pairs: [{"path": shown_path(p), "reason": shown_path(r)} for p, r in pairs], when_used="json"
+    ),
+]
+Seconds = Annotated[float, PlainSerializer(lambda s: round(s, 2), when_used="json")]
 
 
 class Detection(BaseModel):
@@ -146,3 +154,27 @@ class SearchHit(BaseModel):
     # with rerank: the generator's probability that the item matches the query ("Yes" over "No");
     # None for a hit that was not re-scored
     rerank_score: float | None = None
+
+
+class IndexReport(BaseModel):
+    """What one indexing run did (``moair index --json`` prints it)."""
+
+    added: int = 0  # new content, analysed and embedded
+    updated: int = 0  # indexed content analysed again because an expert or encoder changed version
+    linked: int = 0  # new or changed path whose content was already indexed (not embedded again)
+    unchanged: int = 0
+    removed: int = 0
+    skipped: PathReasons = Field(default_factory=list)  # bad bytes, found in this run
+    skipped_before: int = 0  # bad files seen in an earlier run and not changed since
+    failed: PathReasons = Field(default_factory=list)  # not read or analysed; tried again next run
+    retried: int = 0  # files that failed in an earlier run, tried again in this one
+    interrupted: bool = False
+    maintenance: str | None = None  # what was done to the vector index afterwards (rebuilt, compacted, tuned)
+    seconds: Seconds = 0.0
+    items_in_index: int = 0  # live items once the run ended
+
+    @computed_field
+    @property
+    def images_per_second(self) -> Seconds:
+        """Images analysed (added or updated) per second of the run."""
+        return (self.added + self.updated) / self.seconds if self.seconds > 0 else 0.0

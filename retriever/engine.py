@@ -25,8 +25,8 @@ from indexer.experts import DEFAULT_EXPERTS
 from indexer.head import TrainingReport
 from indexer.head_training import Triple, read_triples, train_head
 from indexer.model_check import ModelCheck, check, not_checked
-from indexer.pipeline import IndexReport, ProgressCallback, index_entries, index_paths
-from indexer.records import Entry, ItemRecord, Modality, SearchHit, shown_path
+from indexer.pipeline import ProgressCallback, index_entries, index_paths
+from indexer.records import Entry, IndexReport, ItemRecord, Modality, SearchHit, shown_path
 from indexer.store import DB_NAME, IndexConfig, IndexSettings, IndexStats, Store, VerifyReport, is_index_dir
 from retriever.generative import GENERATORS
 from retriever.generative.ask import SUPPORT_FLOOR, Answer, AskEvent, answer_events

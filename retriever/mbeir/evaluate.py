@@ -19,8 +19,8 @@ from pathlib import Path
 
 from indexer.errors import MoairError
 from indexer.experts import DEFAULT_EXPERTS
-from indexer.pipeline import IndexReport, ProgressCallback
-from indexer.records import Entry
+from indexer.pipeline import ProgressCallback
+from indexer.records import Entry, IndexReport
 from retriever.engine import Engine
 from retriever.mbeir.data import (
     EVALUATED_TASKS,
