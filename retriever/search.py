@@ -15,11 +15,19 @@ def top_k(store: Store, queries: np.ndarray, k: int, modality: str | None = None
     """Top-k (scores, item ids) per query row; ids are -1 past the end of a small index. With
     ``modality``, only items holding exactly that are searched (a FAISS id selector); the GPU copy,
     which takes no selector, serves the others."""
+    scores, vector_ids, _ = _search(store, queries, k, modality, with_rows=False)
+    return scores, store.catalog.item_ids(vector_ids)
+
+
+def _search(
+    store: Store, queries: np.ndarray, k: int, modality: str | None, with_rows: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     k = max(1, min(k, len(store))) if len(store) else 1
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     allowed = store.catalog.vector_ids_with_modality(modality) if modality is not None else None
-    scores, vector_ids = store.vectors.search(queries, k, allowed, gpu=allowed is None)
-    return scores, store.catalog.item_ids(vector_ids)
+    if with_rows:
+        return store.vectors.search_with_rows(queries, k, allowed, gpu=allowed is None)
+    return *store.vectors.search(queries, k, allowed, gpu=allowed is None), None
 
 
 def cut_by_score(
@@ -49,13 +57,14 @@ def search_hits(
 ) -> list[SearchHit]:
     """Search with one composed query row and describe the hits (the evidence of the query's
     ``text`` and, for an image query, its ``perception``)."""
-    scores, ids = top_k(store, query[None], k, modality=modality)
+    scores, vector_ids, rows = _search(store, query[None], k, modality, with_rows=True)
+    ids = store.catalog.item_ids(vector_ids)[0]
+    live = [position for position, item_id in enumerate(ids) if item_id >= 0]
     # cut on the scores as shown (4 decimals), so a shown score used as --min-score keeps its hit
-    found = cut_by_score(
-        [(round(float(s), 4), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0], min_score, max_drop
-    )
+    found = cut_by_score([(round(float(scores[0][p]), 4), int(ids[p])) for p in live], min_score, max_drop)
     item_ids = [i for _, i in found]
-    contributions = store.query_layout.contributions(query, store.item_vectors(item_ids))
+    # the rows the search read (a cut keeps a prefix of the ranking), not a second read
+    contributions = store.query_layout.contributions(query, rows[0][live[: len(found)]])
     records = {r.item_id: r for r in store.catalog.items(item_ids)}
     hits = []
     for rank, ((score, item_id), parts_score) in enumerate(zip(found, contributions), start=1):

@@ -92,10 +92,10 @@ def test_non_utf8_paths_are_kept_as_their_bytes(catalog):
     assert catalog.items([1])[0].paths == [name] and catalog.file_state(name) is not None
 
 
-def vector_index(catalog: Catalog, tmp_path, requested: str = ann.AUTO) -> VectorIndex:
+def vector_index(catalog: Catalog, tmp_path, requested: str = ann.AUTO, rows=None) -> VectorIndex:
     index = VectorIndex(
         Shards(tmp_path / "vectors", DIM, VectorManifest(requested=requested)),
-        catalog.vector_chunks,
+        rows or catalog.vector_chunks,
         catalog.live_vector_ids,
     )
     index.rebuild(LAYOUT)
@@ -134,6 +134,27 @@ def test_lossy_codes_are_reranked_with_the_catalogs_exact_vectors(catalog, tmp_p
     exact = np.sum(queries[:, None, :] * rows[ids - 1], axis=2)
     assert np.allclose(scores, exact, atol=1e-5)  # the scores are the exact vectors', not the codes'
     assert ids[:, 0].tolist() == list(range(1, 21))
+
+
+def test_a_search_hands_back_the_exact_rows_it_read_and_reads_them_once(catalog, tmp_path):
+    rows = unit_rows(2000)
+    fill(catalog, rows)
+    reads = []
+
+    def counted_rows(vector_ids=None):
+        reads.append(vector_ids)
+        return catalog.vector_chunks(vector_ids)
+
+    queries = rows[:8] + 0.01 * unit_rows(8, seed=4)
+    for requested in ("IVF16,SQ4", ann.AUTO):  # codes re-ranked with exact rows, then exact Flat
+        index = vector_index(catalog, tmp_path / requested.replace(",", "-"), requested, counted_rows)
+        assert (index.manifest.index_type == ann.EXACT) == (requested == ann.AUTO)
+        reads.clear()
+        scores, ids, found = index.search_with_rows(queries, 5)
+        assert len(reads) == 1  # the contributions of the hits need no second read
+        assert np.array_equal(found, rows[ids - 1])  # the exact rows of the vectors found, in rank order
+        assert np.allclose(scores, np.einsum("qd,qkd->qk", queries, found), atol=1e-5)
+        assert np.array_equal(index.search(queries, 5)[1], ids)  # the same ranking as a plain search
 
 
 def test_a_vector_the_catalog_does_not_hold_is_a_problem(catalog, tmp_path):

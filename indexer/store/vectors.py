@@ -118,7 +118,19 @@ class VectorIndex:
         when given; at ``knob_value`` instead of the tuned one; on a GPU copy with ``gpu`` when
         this faiss build sees one. Lossy codes find ``REFINE_FACTOR * k`` candidates that the
         exact vectors of the row source re-rank."""
-        return self._search(self.shards, queries, k, allowed, knob_value, gpu)
+        return self._search(self.shards, queries, k, allowed, knob_value, gpu)[:2]
+
+    def search_with_rows(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, gpu: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``search``, and the exact rows of the vectors found (queries x k x dim; zeros past the
+        end), read from the row source once: those the re-ranking read, when the codes are lossy."""
+        scores, vector_ids, rows = self._search(self.shards, queries, k, allowed, gpu=gpu, keep_rows=True)
+        if rows is None:
+            found = vector_ids[vector_ids >= 0]
+            rows = np.zeros((*vector_ids.shape, self.dim), np.float32)
+            rows[vector_ids >= 0] = self._vectors_by_vector_id(found)
+        return scores, vector_ids, rows
 
     def _search(
         self,
@@ -128,7 +140,10 @@ class VectorIndex:
         allowed: np.ndarray | None = None,
         knob_value: int | None = None,
         gpu: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray]:
+        keep_rows: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(scores, vector ids, and with ``keep_rows`` the rows the re-ranking read for them, or
+        None when nothing was re-ranked)."""
         wanted = k * ann.refine_factor(shards.manifest.index_type)
         on_gpu = self._gpu() if gpu else None
         if on_gpu is not None:
@@ -136,8 +151,22 @@ class VectorIndex:
         else:
             scores, vector_ids = shards.search(queries, wanted, allowed=allowed, knob_value=knob_value)
         if wanted == k:
-            return scores, vector_ids
-        return ann.rerank(queries, vector_ids, self._vectors_by_vector_id, k)
+            return scores, vector_ids, None
+        read: list[tuple[np.ndarray, np.ndarray]] = []
+
+        def exact_rows(ids: np.ndarray) -> np.ndarray:
+            rows = self._vectors_by_vector_id(ids)
+            if keep_rows:
+                read.append((ids, rows))
+            return rows
+
+        scores, top = ann.rerank(queries, vector_ids, exact_rows, k)
+        if not read:
+            return scores, top, None
+        ids, rows = read[0]  # sorted: rerank reads np.unique of the candidates
+        kept = np.zeros((*top.shape, self.dim), np.float32)
+        kept[top >= 0] = rows[np.searchsorted(ids, top[top >= 0])]
+        return scores, top, kept
 
     def _vectors_by_vector_id(self, vector_ids: np.ndarray) -> np.ndarray:
         """The vectors of ``vector_ids``, one row each (zeros for an id no longer live)."""
