@@ -54,7 +54,7 @@ from indexer import ann
 from indexer.mixture import Block, Layout
 from indexer.records import Perception, Verbalization
 from indexer.shards import Shards, VectorManifest
-from indexer.store.catalog import Catalog, FileEntry, NewItem
+from indexer.store.catalog import Batch, Catalog, FileEntry, NewItem
 from indexer.store.config import IndexConfig, PluginSpec
 from indexer.store.vectors import TUNING_QUERIES, VectorIndex
 
@@ -255,12 +255,12 @@ def synthetic_catalog(database: np.ndarray, folder: Path) -> Catalog:
     perception, verbalization = Perception(width=1, height=1), Verbalization(moai="", retrieval="")
     for start in range(0, len(database), GENERATE_CHUNK):
         names = [str(i) for i in range(start, min(start + GENERATE_CHUNK, len(database)))]
+        rows = database[start : start + len(names)]
         catalog.commit(
-            [
-                NewItem(name, perception, verbalization, row, {})
-                for name, row in zip(names, database[start : start + len(names)])
-            ],
-            [FileEntry(name, 0, 0, name) for name in names],
+            Batch(
+                new_items=[NewItem(name, perception, verbalization, row, {}) for name, row in zip(names, rows)],
+                files=[FileEntry(name, 0, 0, name) for name in names],
+            )
         )
     return catalog
 

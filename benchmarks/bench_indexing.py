@@ -23,7 +23,7 @@ from indexer.experts.base import Analysis
 from indexer.images import load_image
 from indexer.packaged_models import INDEX_WORKERS, rapid_ocr
 from indexer.samples import sample_photos
-from indexer.store import FileEntry, NewItem
+from indexer.store import Batch, FileEntry, NewItem
 from retriever import Engine
 
 RESULTS = Path(__file__).parent / "results"
@@ -113,9 +113,9 @@ def grow_to(engine: Engine, items: int, seed: int = 0) -> None:
         batch_new.append(NewItem(digest, real[j].perception, real[j].verbalization, layout.compose(parts), versions))
         batch_files.append(FileEntry(f"/synthetic/{n}.jpg", 0, 0, digest))
         if len(batch_new) == 2000:
-            store.commit(new_items=batch_new, files=batch_files)
+            store.commit(Batch(new_items=batch_new, files=batch_files))
             batch_new, batch_files = [], []
-    store.commit(new_items=batch_new, files=batch_files)
+    store.commit(Batch(new_items=batch_new, files=batch_files))
 
 
 def main() -> None:

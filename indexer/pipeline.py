@@ -30,7 +30,7 @@ from indexer.images import content_hash, decode_image, is_image_path, read_image
 from indexer.mixture import Layout
 from indexer.packaged_models import INDEX_WORKERS
 from indexer.records import Entry, IndexReport, Perception
-from indexer.store import FileEntry, NewItem, SkipKind, SkippedFile, Store
+from indexer.store import Batch, FileEntry, NewItem, SkipKind, SkippedFile, Store
 from indexer.store.vectors import ProgressCallback
 
 BATCH_SIZE = 16  # new items per commit
@@ -288,7 +288,7 @@ def _index_work(
     same_error: Counter[str] = Counter()  # analysis errors, numbers blanked out, by how many files had them
 
     def flush() -> None:
-        store.commit(new_items=new_items, files=entries, skipped=skipped)
+        store.commit(Batch(new_items=new_items, files=entries, skipped=skipped))
         updated = sum(item.content_hash in stale for item in new_items)
         report.updated += updated
         report.added += len(new_items) - updated
@@ -342,7 +342,7 @@ def _index_work(
                 progress(done, len(todo))
         flush()
         if removed or bad_removed:
-            store.commit(removed_paths=[*removed, *bad_removed])
+            store.commit(Batch(removed_paths=[*removed, *bad_removed]))
             report.removed = len(removed)
         report.maintenance = store.maintain()
     except KeyboardInterrupt:

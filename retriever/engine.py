@@ -27,7 +27,7 @@ from indexer.head_training import Triple, read_triples, train_head
 from indexer.model_check import ModelCheck, check, not_checked
 from indexer.pipeline import ProgressCallback, index_entries, index_paths
 from indexer.records import Entry, IndexReport, ItemRecord, Modality, SearchHit, shown_path
-from indexer.store import DB_NAME, IndexConfig, IndexSettings, IndexStats, Store, VerifyReport, is_index_dir
+from indexer.store import DB_NAME, Batch, IndexConfig, IndexSettings, IndexStats, Store, VerifyReport, is_index_dir
 from retriever.generative import GENERATORS
 from retriever.generative.ask import SUPPORT_FLOOR, Answer, AskEvent, answer_events
 from retriever.generative.records import Candidate, Generator
@@ -193,7 +193,7 @@ class Engine:
         store = self._writable()
         found = list(dict.fromkeys(store.catalog.paths_of(keys)))
         if found:
-            store.commit(removed_paths=found)
+            store.commit(Batch(removed_paths=found))
             store.maintain()
             store.save()
         return len(found)

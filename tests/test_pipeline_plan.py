@@ -11,7 +11,7 @@ import numpy as np
 from indexer.mixture import Block, Layout
 from indexer.pipeline import IndexReport, plan_files
 from indexer.records import Perception, Verbalization
-from indexer.store import FileEntry, IndexConfig, NewItem, PluginSpec, SkippedFile, Store
+from indexer.store import Batch, FileEntry, IndexConfig, NewItem, PluginSpec, SkippedFile, Store
 
 VERSIONS = {"expert": "1"}
 CONFIG = IndexConfig(
@@ -50,18 +50,20 @@ def test_a_plan_analyses_only_what_changed_and_drops_what_is_gone(tmp_path):
             for name, versions in (("u", VERSIONS), ("e", VERSIONS), ("s", {"expert": "0"}), ("g", VERSIONS))
         ]
         store.commit(
-            items,
-            [
-                FileEntry(str(unchanged), *state(unchanged), "u"),
-                FileEntry(str(edited), state(edited)[0] + 1, state(edited)[1], "e"),  # the file changed since
-                FileEntry(str(stale), *state(stale), "s"),  # analysed by an older expert version
-                FileEntry(str(photos / "deleted.jpg"), 1, 1, "g"),  # no longer on disk
-            ],
-            skipped=[
-                SkippedFile(str(bad), *state(bad), "not an image"),  # bad bytes, unchanged: left alone
-                SkippedFile(str(unreadable), *state(unreadable), "cannot read file", kind="access"),  # tried again
-                SkippedFile(str(photos / "gone-bad.jpg"), 1, 1, "not an image"),
-            ],
+            Batch(
+                items,
+                [
+                    FileEntry(str(unchanged), *state(unchanged), "u"),
+                    FileEntry(str(edited), state(edited)[0] + 1, state(edited)[1], "e"),  # the file changed since
+                    FileEntry(str(stale), *state(stale), "s"),  # analysed by an older expert version
+                    FileEntry(str(photos / "deleted.jpg"), 1, 1, "g"),  # no longer on disk
+                ],
+                skipped=[
+                    SkippedFile(str(bad), *state(bad), "not an image"),  # bad bytes, unchanged: left alone
+                    SkippedFile(str(unreadable), *state(unreadable), "cannot read file", kind="access"),  # tried again
+                    SkippedFile(str(photos / "gone-bad.jpg"), 1, 1, "not an image"),
+                ],
+            )
         )
         report = IndexReport()
         plan = plan_files(store, [photos], VERSIONS, prune=True, report=report)
@@ -85,8 +87,10 @@ def test_without_prune_nothing_is_taken_for_deleted(tmp_path):
         vector = np.zeros(8, np.float32)
         vector[0] = vector[-1] = 1.0
         store.commit(
-            [NewItem("g", Perception(width=1, height=1), Verbalization(moai="", retrieval=""), vector, VERSIONS)],
-            [FileEntry(str(photos / "deleted.jpg"), 1, 1, "g")],
+            Batch(
+                [NewItem("g", Perception(width=1, height=1), Verbalization(moai="", retrieval=""), vector, VERSIONS)],
+                [FileEntry(str(photos / "deleted.jpg"), 1, 1, "g")],
+            )
         )
         plan = plan_files(store, [photos], VERSIONS, prune=False, report=IndexReport())
     assert plan.todo == [] and plan.gone == [] and plan.bad_gone == []

@@ -15,7 +15,7 @@ from indexer.errors import DamagedIndex, MoairError
 from indexer.mixture import Block, Layout
 from indexer.records import Perception, Verbalization
 from indexer.shards import Shards, VectorManifest
-from indexer.store.catalog import DB_NAME, Catalog, FileEntry, NewItem, SkippedFile
+from indexer.store.catalog import DB_NAME, Batch, Catalog, FileEntry, NewItem, SkippedFile
 from indexer.store.config import IndexConfig, PluginSpec
 from indexer.store.formats import SCHEMA_VERSION
 from indexer.store.vectors import VectorIndex
@@ -52,7 +52,7 @@ def catalog(tmp_path):
 def fill(catalog: Catalog, rows: np.ndarray) -> list[int]:
     names = [f"item-{i}" for i in range(len(rows))]
     added, dead = catalog.commit(
-        [item(n, r) for n, r in zip(names, rows)], [FileEntry(f"/photos/{n}", 1, 1, n) for n in names]
+        Batch([item(n, r) for n, r in zip(names, rows)], [FileEntry(f"/photos/{n}", 1, 1, n) for n in names])
     )
     assert dead == []
     return added
@@ -71,11 +71,13 @@ def test_the_catalog_keeps_items_files_and_skips(catalog):
     assert catalog.stale_items({"e": "2"}) == {f"item-{i}": f"/photos/item-{i}" for i in range(3)}
 
     # re-analysed content keeps its item id and gets a new vector id; the old one is no longer live
-    added, dead = catalog.commit([item("item-0", rows[0], {"e": "2"})], [FileEntry("/photos/item-0", 1, 1, "item-0")])
+    added, dead = catalog.commit(
+        Batch([item("item-0", rows[0], {"e": "2"})], [FileEntry("/photos/item-0", 1, 1, "item-0")])
+    )
     assert added == [4] and dead == [1] and catalog.item_id_for_hash("item-0") == 1
     # an item no file points at any more is removed with its vector id
     _, dead = catalog.commit(
-        removed_paths=["/photos/item-1"], skipped=[SkippedFile("/photos/bad.jpg", 5, 5, "not an image")]
+        Batch(removed_paths=["/photos/item-1"], skipped=[SkippedFile("/photos/bad.jpg", 5, 5, "not an image")])
     )
     assert dead == [2] and catalog.items([2]) == []
     assert catalog.skip_counts() == {"skipped": 1, "bad_files": 1, "failed": 0}
@@ -88,7 +90,7 @@ def test_the_catalog_keeps_items_files_and_skips(catalog):
 
 def test_non_utf8_paths_are_kept_as_their_bytes(catalog):
     name = b"/photos/caf\xe9.jpg".decode("utf-8", "surrogateescape")
-    catalog.commit([item("latin-1", unit_rows(1)[0])], [FileEntry(name, 1, 1, "latin-1")])
+    catalog.commit(Batch([item("latin-1", unit_rows(1)[0])], [FileEntry(name, 1, 1, "latin-1")]))
     assert catalog.items([1])[0].paths == [name] and catalog.file_state(name) is not None
 
 
@@ -112,7 +114,7 @@ def test_exact_search_finds_what_brute_force_finds_and_skips_tombstones(catalog,
     truth = np.argsort(-(queries @ rows.T), axis=1)[:, :10] + 1  # vector ids are 1..n
     assert ids.tolist() == truth.tolist() and np.all(np.diff(scores, axis=1) <= 1e-6)
 
-    _, dead = catalog.commit(removed_paths=[f"/photos/item-{int(truth[0, 0]) - 1}"])
+    _, dead = catalog.commit(Batch(removed_paths=[f"/photos/item-{int(truth[0, 0]) - 1}"]))
     index.remove(dead)
     assert truth[0, 0] not in index.search(queries[:1], 10)[1] and len(index) == 199 and index.problems() == []
     only = np.array([5, 6, 7])

@@ -30,7 +30,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -44,6 +44,7 @@ from indexer.shards import FOLDER as VECTORS_FOLDER
 from indexer.store.catalog import (
     BUILDING_SUFFIX,
     DB_NAME,
+    Batch,
     Catalog,
     FileEntry,
     FileState,
@@ -56,6 +57,7 @@ from indexer.store.projection import HEADS_FOLDER, Projection
 from indexer.store.vectors import ProgressCallback, VectorIndex
 
 __all__ = [
+    "Batch",
     "DB_NAME",
     "HEADS_FOLDER",
     "FileEntry",
@@ -332,22 +334,17 @@ class Store:
         )
 
     # -- writing ---------------------------------------------------------------------------------
-    def commit(
-        self,
-        new_items: Sequence[NewItem] = (),
-        files: Sequence[FileEntry] = (),
-        removed_paths: Iterable[str] = (),
-        skipped: Sequence[SkippedFile] = (),
-    ) -> None:
-        """Apply one batch of changes in a single transaction, then mirror it in FAISS. An item
+    def commit(self, batch: Batch) -> None:
+        """Apply ``batch`` in a single transaction, then mirror it in FAISS. An item
         whose content is already stored gets the new analysis and a new vector id, keeping its
         item id; its old vector becomes a tombstone, as do the vectors of deleted items. A large
         first import into an auto index leaves exact search mid-run, before Flat takes all the
         memory (``maintain``)."""
         self._check_writable()
-        added, dead = self.catalog.commit(new_items, files, removed_paths, skipped)
+        added, dead = self.catalog.commit(batch)
         if added:
-            self.vectors.add(np.array(added, np.int64), self.projection.rows(np.stack([i.vector for i in new_items])))
+            rows = self.projection.rows(np.stack([item.vector for item in batch.new_items]))
+            self.vectors.add(np.array(added, np.int64), rows)
         if dead:
             self.vectors.remove(dead)
         manifest = self.vectors.manifest

@@ -94,6 +94,17 @@ class FileEntry:
 
 
 @dataclass
+class Batch:
+    """One batch of changes, committed in one transaction: analysed items, the files (or entry
+    keys) that point at them, paths gone from the collection, and files not indexed."""
+
+    new_items: Sequence[NewItem] = ()
+    files: Sequence[FileEntry] = ()
+    removed_paths: Iterable[str] = ()
+    skipped: Sequence[SkippedFile] = ()
+
+
+@dataclass
 class FileState:
     size: int
     mtime_ns: int
@@ -392,14 +403,8 @@ class Catalog:
         return problems
 
     # -- writing ---------------------------------------------------------------------------------
-    def commit(
-        self,
-        new_items: Sequence[NewItem] = (),
-        files: Sequence[FileEntry] = (),
-        removed_paths: Iterable[str] = (),
-        skipped: Sequence[SkippedFile] = (),
-    ) -> tuple[list[int], list[int]]:
-        """Apply one batch of changes in a single transaction; returns the vector ids given to the
+    def commit(self, batch: Batch) -> tuple[list[int], list[int]]:
+        """Apply ``batch`` in a single transaction; returns the vector ids given to the
         new items (in their order) and those no longer live. An item whose content is already
         stored gets the new analysis and a new vector id, keeping its item id; its old vector id
         is no longer live, as are those of items no file points at any more."""
@@ -408,7 +413,7 @@ class Catalog:
         with self._db:
             next_vector_id = int(self._db.execute("SELECT value FROM meta WHERE key = 'next_vector_id'").fetchone()[0])
             added_vector_ids = []
-            for item in new_items:
+            for item in batch.new_items:
                 values = (
                     item.perception.model_dump_json(),
                     item.verbalization.model_dump_json(),
@@ -437,19 +442,19 @@ class Catalog:
                 added_vector_ids.append(next_vector_id)
                 next_vector_id += 1
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_vector_id'", (str(next_vector_id),))
-            for entry in files:
+            for entry in batch.files:
                 item_id = self.item_id_for_hash(entry.content_hash)
                 self._db.execute(
                     f"INSERT OR REPLACE INTO files (path, item_id, size, mtime_ns) VALUES ({PATH}, ?, ?, ?)",
                     (path_bytes(entry.path), item_id, entry.size, entry.mtime_ns),
                 )
                 self._db.execute(f"DELETE FROM skipped WHERE path = {PATH}", (path_bytes(entry.path),))
-            for path in removed_paths:
+            for path in batch.removed_paths:
                 self._db.execute(f"DELETE FROM files WHERE path = {PATH}", (path_bytes(path),))
                 self._db.execute(f"DELETE FROM skipped WHERE path = {PATH}", (path_bytes(path),))
             self._db.executemany(
                 f"INSERT OR REPLACE INTO skipped (path, size, mtime_ns, reason, kind) VALUES ({PATH}, ?, ?, ?, ?)",
-                [(path_bytes(s.path), s.size, s.mtime_ns, s.reason, s.kind) for s in skipped],
+                [(path_bytes(s.path), s.size, s.mtime_ns, s.reason, s.kind) for s in batch.skipped],
             )
             orphans = self._db.execute(
                 "SELECT id, vector_id FROM items WHERE id NOT IN (SELECT item_id FROM files)"
