@@ -1,6 +1,7 @@
-"""The ``moair`` command line: index, search, stats, remove, optimize, inspect, serve, demo, eval.
-Each command parses its options and calls the Python API (``retriever.Engine``); what it shows is
-in ``api/render.py``."""
+"""The ``moair`` command line: index, search, ask, stats, verify, remove, optimize, inspect, demo,
+doctor, serve; ``train-head`` is in ``api/cli_heads.py``, ``eval`` in ``api/cli_eval.py``, the
+options several commands share in ``api/options.py``. Each command parses its options and calls
+the Python API (``retriever.Engine``); what it shows is in ``api/render.py``."""
 
 from __future__ import annotations
 
@@ -11,24 +12,33 @@ from pathlib import Path
 
 import typer
 
+from api.cli_eval import eval_app
+from api.cli_heads import train_head_command
+from api.options import (
+    DeviceOption,
+    DtypeOption,
+    IndexOption,
+    IndexTypeOption,
+    JsonOption,
+    MemoryBudgetOption,
+    RecallTargetOption,
+    configure,
+)
 from api.render import (
     err,
     escape,
     out,
     print_answer_event,
     print_checks,
-    print_head_reports,
     print_hits,
     print_record,
     print_report,
     print_stats,
     print_verify,
     progress_bar,
-    progress_bars,
 )
 from indexer.errors import MoairError
 from indexer.experts import DEFAULT_EXPERTS
-from indexer.pipeline import ProgressCallback
 from indexer.samples import DEFAULT_CACHE
 from retriever.query import MAX_ASK_K, MAX_K, MAX_RERANK
 
@@ -37,47 +47,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help text is plain: "moair[checkpoints]" is a pip extra, not rich markup
 )
 MAX_CONNECTIONS = 512  # open connections and requests in flight the server takes; more get 503
-IndexOption = typer.Option(..., "--index", "-i", envvar="MOAIR_INDEX", help="Index directory (or set MOAIR_INDEX).")
-JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
-DeviceOption = typer.Option(
-    "auto",
-    "--device",
-    envvar="MOAIR_DEVICE",
-    help="Where a checkpoint backbone runs: auto (CUDA when there is a GPU), cpu, cuda, cuda:1.",
-)
-DtypeOption = typer.Option(
-    "auto",
-    "--dtype",
-    envvar="MOAIR_DTYPE",
-    help="A checkpoint backbone's precision: auto (float16 on a GPU), float32, float16, bfloat16.",
-)
-IndexTypeOption = typer.Option(
-    None,
-    "--index-type",
-    help="Vector index: auto (exact Flat while small, IVF with HNSW quantizer and SQ/PQ codes when large) or a faiss"
-    " index_factory string, e.g. Flat, IVF4096_HNSW32,SQ8, OPQ64_256,IVF4096_HNSW32,PQ64, HNSW32. Kept by the index.",
-)
-MemoryBudgetOption = typer.Option(
-    None,
-    "--memory-budget",
-    help="Memory the vector index may take, e.g. 2GiB (auto type; default: a quarter of exact Flat's).",
-)
-RecallTargetOption = typer.Option(
-    None,
-    "--recall-target",
-    min=0.01,
-    max=1.0,
-    help="Recall@10 against exact search that nprobe/efSearch are tuned to (default 0.95).",
-)
-
-
-def _configure(engine, index_type: str | None, memory_budget: str | None, recall_target: float | None) -> None:
-    from indexer.ann import parse_size
-
-    if index_type is not None or memory_budget is not None or recall_target is not None:
-        engine.configure(index_type, parse_size(memory_budget) if memory_budget else None, recall_target)
 
 
 @app.command()
@@ -166,7 +138,7 @@ def index(
         dtype=dtype,
         model_name=model_name,
     ) as engine:
-        _configure(engine, index_type, memory_budget, recall_target)
+        configure(engine, index_type, memory_budget, recall_target)
         with progress_bar(not quiet and not as_json, "indexing") as progress:
             report = engine.add(paths, progress=progress, prune=prune)
     if as_json:
@@ -302,7 +274,7 @@ def optimize(
     from retriever import Engine
 
     with Engine.open(index_path) as engine:
-        _configure(engine, index_type, memory_budget, recall_target)
+        configure(engine, index_type, memory_budget, recall_target)
         with progress_bar(not quiet and not as_json, "rebuilding vector index") as progress:
             summary = engine.optimize(progress=progress)
         info = engine.stats()
@@ -343,89 +315,6 @@ def ask(
                 print_answer_event(event)
             elif isinstance(event, Answer):
                 print(event.model_dump_json())
-
-
-@app.command("train-head")
-def train_head_command(
-    triples: Path | None = typer.Argument(
-        None,
-        help='A jsonl file of text triples, one per line: {"query": ..., "positive": ..., "negative": ...} '
-        "(negative optional; SimCSE's sent0/sent1/hard_neg also read). Lines that are not usable are skipped and "
-        "reported.",
-    ),
-    index_path: Path = IndexOption,
-    space: list[str] = typer.Option(
-        [],
-        "--space",
-        help="Train only this embedding space (repeatable): language (the text embedder: captions, OCR "
-        "text, text queries) or visual (a cross-modal backbone's shared space). Default: every space the index has.",
-    ),
-    steps: int = typer.Option(300, "--steps", min=1, help="Optimiser steps (the best held-out step is kept)."),
-    batch_size: int = typer.Option(
-        32, "--batch-size", min=2, help="Triples per step; the other triples of a batch are the negatives."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the held-out split and the batches."),
-    remove_heads: bool = typer.Option(
-        False, "--remove", help="Search without projection heads again (of --space, or all)."
-    ),
-    device: str = DeviceOption,
-    dtype: str = DtypeOption,
-    as_json: bool = JsonOption,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-) -> None:
-    """Fit a projection head with E5-V's text-only recipe (InfoNCE on cosine / 0.05 with in-batch
-    and hard negatives) on text triples, and search the index through it from now on. The encoders
-    stay frozen; a linear map per embedding space (starting as the identity) is trained, and the
-    weights with the best held-out loss are kept. The stored vectors are projected again, nothing is
-    re-embedded; --remove goes back. Needs torch (pip install 'moair[checkpoints]')."""
-    from retriever import Engine
-
-    if triples is None and not remove_heads:
-        raise MoairError("give a triples file (jsonl), or --remove to drop the projection heads")
-    with Engine.open(index_path, device=device, dtype=dtype) as engine:
-        if remove_heads:
-            engine.remove_heads(space or None)
-            info = engine.stats()
-            if as_json:
-                print(json.dumps({"heads": info.heads}))
-            else:
-                out.print(
-                    f"projection heads now: {', '.join(f'{k} {v}' for k, v in info.heads.items()) or 'none'}",
-                    highlight=False,
-                )
-            return
-        from indexer.head_training import read_triples
-
-        data = read_triples(triples)
-        if data.problems and not as_json:
-            err.print(f"[yellow]{escape(data.problem_summary())}[/yellow]", highlight=False, soft_wrap=True)
-        with progress_bars(not quiet and not as_json) as new_bar:
-            bars: dict[str, ProgressCallback | None] = {}
-
-            def progress(stage: str, done: int, total: int) -> None:
-                if stage not in bars:
-                    bars[stage] = new_bar(stage)
-                if bars[stage]:
-                    bars[stage](done, total)
-
-            reports = engine.train_head(
-                data, spaces=space or None, progress=progress, steps=steps, batch_size=batch_size, seed=seed
-            )
-        info = engine.stats()
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "triples": len(data),
-                    "skipped_lines": data.skipped,
-                    "problems": data.problems,
-                    "heads": info.heads,
-                    "reports": {name: report.model_dump() for name, report in reports.items()},
-                }
-            )
-        )
-        return
-    print_head_reports(reports, info.heads)
 
 
 @app.command()
@@ -549,70 +438,8 @@ def serve(
     )
 
 
-eval_app = typer.Typer(help="Measure retrieval quality on a benchmark.", no_args_is_help=True)
+app.command("train-head")(train_head_command)
 app.add_typer(eval_app, name="eval")
-
-
-@eval_app.command("mbeir")
-def eval_mbeir(
-    root: Path = typer.Option(
-        ..., "--root", help="The M-BEIR folder (query/, cand_pool/, qrels/, instructions/, mbeir_images/)."
-    ),
-    work: Path = typer.Option(
-        ..., "--work", help="Where pool indexes, rankings and results are kept; a rerun resumes from it."
-    ),
-    split: str = typer.Option("test", "--split", help="Query split: test, val or train."),
-    tasks: str | None = typer.Option(
-        None, "--tasks", help="Comma-separated tasks, e.g. mscoco_task0,cirr_task7 (default: UniIR's 16)."
-    ),
-    pool: str = typer.Option(
-        "local", "--pool", help="local: each task's own pool (M-BEIR_local); global: the union pool."
-    ),
-    ks: str | None = typer.Option(
-        None, "--k", help="Comma-separated k for Recall@k (default: 1,5,10; 10,20,50 for the fashion sets)."
-    ),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the results JSON here."),
-    run_file: Path | None = typer.Option(None, "--run-file", help="Also write the TREC run file here."),
-    no_instruct: bool = typer.Option(False, "--no-instruct", help="Embed queries without UniIR's task instructions."),
-    rerank: int = typer.Option(
-        0,
-        "--rerank",
-        min=0,
-        max=MAX_RERANK,
-        help="Re-score the top N hits of each text query with the generator (see search --rerank).",
-    ),
-) -> None:
-    """Recall@k on M-BEIR, computed as UniIR computes it (a hit rate per query, averaged per task
-    and over tasks). Writes WORK/mbeir-SPLIT-POOL.{json,md,run} and prints the table."""
-    from retriever.mbeir.data import EVALUATED_TASKS
-    from retriever.mbeir.evaluate import evaluate
-
-    task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else EVALUATED_TASKS
-    try:
-        k_list = [int(k) for k in ks.split(",")] if ks else None
-    except ValueError:
-        raise MoairError(f"--k takes whole numbers separated by commas, e.g. 1,5,10 (got {ks!r})") from None
-    if k_list is not None and not all(k >= 1 for k in k_list):
-        raise MoairError("--k values must be 1 or more")
-    Path(work).mkdir(parents=True, exist_ok=True)
-    with progress_bars(True) as new_bar:
-        result = evaluate(root, work, split, task_list, pool, k_list, not no_instruct, progress=new_bar, rerank=rerank)
-    stem = Path(work) / f"mbeir-{split}-{pool}"
-    results_json = json.dumps(result.to_json(), indent=2)
-    stem.with_suffix(".json").write_text(results_json)
-    stem.with_suffix(".md").write_text(result.to_markdown())
-    result.write_run_file(stem.with_suffix(".run"))
-    if json_out:
-        json_out.write_text(results_json)
-    if run_file:
-        result.write_run_file(run_file)
-    for pool_file, report in result.pool_reports.items():
-        for key, reason in report.skipped + report.failed:
-            err.print(
-                f"[yellow]skipped candidate[/yellow] {escape(key)} ({escape(pool_file)}): {escape(reason)}",
-                soft_wrap=True,
-            )
-    out.print(result.to_markdown(), highlight=False, markup=False)
 
 
 def main() -> None:
