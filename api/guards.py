@@ -28,6 +28,8 @@ from pathlib import Path
 from PIL import Image
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from indexer.errors import Busy
+
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 OPEN_PATHS = ("/", "/health", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc")  # no key needed
 OPEN_PREFIXES = ("/static/",)
@@ -121,15 +123,6 @@ def key_matches(headers: dict[str, str], api_key: str) -> bool:
     """Whether the request's X-API-Key or bearer token is ``api_key`` (compared in constant time)."""
     given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
     return bool(given) and secrets.compare_digest(given.encode("latin-1"), api_key.encode())
-
-
-class Busy(Exception):
-    """The server cannot take this request now (the decode budget is taken, generative requests
-    queue, the generative model is loading): try again after ``retry_after`` seconds."""
-
-    def __init__(self, message: str, retry_after: int = 2) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class DecodeBudget:

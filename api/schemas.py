@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from indexer.errors import DamagedIndex, Locked, NotFound
+from indexer.errors import Busy, DamagedIndex, Locked, NotFound
 from indexer.model_check import ModelCheck
 from indexer.records import Modality, SearchHit
 from retriever.generative.ask import SUPPORT_FLOOR
@@ -91,5 +91,5 @@ class ErrorBody(BaseModel):
     error: str
 
 
-ERROR_STATUS = {NotFound: 404, Locked: 409, DamagedIndex: 500}  # any other MoairError: 400 (bad input)
+ERROR_STATUS = {NotFound: 404, Locked: 409, Busy: 503, DamagedIndex: 500}  # any other MoairError: 400 (bad input)
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 421, 422, 500, 503)}

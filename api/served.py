@@ -25,7 +25,7 @@ from typing import TypeVar
 
 import faiss
 
-from api.guards import Busy
+from indexer.errors import Busy
 from indexer.packaged_models import INDEX_WORKERS, make_worker_thread, shared_models
 from retriever import Engine
 

@@ -26,12 +26,12 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.guards import DEFAULT_DECODE_BUDGET, Busy, DecodeBudget, RequestGuard, send_error
+from api.guards import DEFAULT_DECODE_BUDGET, DecodeBudget, RequestGuard, send_error
 from api.jobs import UploadQueue
 from api.routes import Shared, ask, items, jobs, search, status
 from api.schemas import ERROR_STATUS
 from api.served import ServedEngine
-from indexer.errors import MoairError
+from indexer.errors import Busy, MoairError
 from retriever import Engine
 
 MAX_UPLOAD_BYTES = 20 * 2**20  # one image
@@ -146,15 +146,12 @@ def create_app(
     @app.exception_handler(MoairError)
     async def moair_error(request: Request, error: MoairError) -> JSONResponse:
         status = next((code for kind, code in ERROR_STATUS.items() if isinstance(error, kind)), 400)
-        return JSONResponse({"error": str(error)}, status_code=status)
+        retry = {"Retry-After": str(error.retry_after)} if isinstance(error, Busy) else None
+        return JSONResponse({"error": str(error)}, status_code=status, headers=retry)
 
     @app.exception_handler(StarletteHTTPException)  # FastAPI's, and Starlette's own (unknown route, 405, bad multipart)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
-
-    @app.exception_handler(Busy)
-    async def busy(request: Request, error: Busy) -> JSONResponse:
-        return JSONResponse({"error": str(error)}, status_code=503, headers={"Retry-After": str(error.retry_after)})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -30,6 +30,15 @@ class Locked(MoairError):
     """Another process is writing to the index, or created it meanwhile (HTTP 409)."""
 
 
+class Busy(MoairError):
+    """The server cannot take this request now (the decode budget is taken, generative requests
+    queue, the generative model is loading): try again after ``retry_after`` seconds (HTTP 503)."""
+
+    def __init__(self, message: str, retry_after: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ImageError(MoairError):
     """One image could not be read; the message is a one-line reason and the run goes on."""
 
