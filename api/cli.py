@@ -21,6 +21,7 @@ from api.options import (
     IndexTypeOption,
     JsonOption,
     MemoryBudgetOption,
+    QuietOption,
     RecallTargetOption,
     configure,
 )
@@ -103,7 +104,7 @@ def index(
     memory_budget: str | None = MemoryBudgetOption,
     recall_target: float | None = RecallTargetOption,
     as_json: bool = JsonOption,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = QuietOption,
 ) -> None:
     """Build or update an index. Only new and changed files are analysed; content that is already
     indexed under another path is linked, not embedded again; bad files are skipped with a reason.
@@ -265,7 +266,7 @@ def optimize(
     memory_budget: str | None = MemoryBudgetOption,
     recall_target: float | None = RecallTargetOption,
     as_json: bool = JsonOption,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = QuietOption,
 ) -> None:
     """Rebuild the vector index from the stored vectors: deleted and replaced vectors dropped, the
     index type chosen again (or as given), trained on a fresh sample, nprobe/efSearch tuned to the

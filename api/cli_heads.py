@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from api.options import DeviceOption, DtypeOption, IndexOption, JsonOption
+from api.options import DeviceOption, DtypeOption, IndexOption, JsonOption, QuietOption
 from api.render import err, escape, out, print_head_reports, progress_bars
 from indexer.errors import MoairError
 from indexer.pipeline import ProgressCallback
@@ -38,7 +38,7 @@ def train_head_command(
     device: str = DeviceOption,
     dtype: str = DtypeOption,
     as_json: bool = JsonOption,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = QuietOption,
 ) -> None:
     """Fit a projection head with E5-V's text-only recipe (InfoNCE on cosine / 0.05 with in-batch
     and hard negatives) on text triples, and search the index through it from now on. The encoders

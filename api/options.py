@@ -6,6 +6,7 @@ import typer
 
 IndexOption = typer.Option(..., "--index", "-i", envvar="MOAIR_INDEX", help="Index directory (or set MOAIR_INDEX).")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 DeviceOption = typer.Option(
     "auto",
     "--device",
