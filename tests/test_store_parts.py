@@ -157,6 +157,9 @@ def test_a_search_hands_back_the_exact_rows_it_read_and_reads_them_once(catalog,
         assert np.array_equal(found, rows[ids - 1])  # the exact rows of the vectors found, in rank order
         assert np.allclose(scores, np.einsum("qd,qkd->qk", queries, found), atol=1e-5)
         assert np.array_equal(index.search(queries, 5)[1], ids)  # the same ranking as a plain search
+        twice = np.concatenate([queries, queries])  # queries that find the same vectors
+        _, ids, found = index.search_with_rows(twice, 5)
+        assert np.array_equal(found, rows[ids - 1])
 
 
 def test_a_vector_the_catalog_does_not_hold_is_a_problem(catalog, tmp_path):

@@ -169,12 +169,13 @@ class VectorIndex:
         return scores, top, kept
 
     def _vectors_by_vector_id(self, vector_ids: np.ndarray) -> np.ndarray:
-        """The vectors of ``vector_ids``, one row each (zeros for an id no longer live)."""
-        rows = np.zeros((len(vector_ids), self.dim), np.float32)
-        where = {int(v): position for position, v in enumerate(vector_ids)}
-        for ids, vectors in self._rows(np.asarray(vector_ids)):
-            rows[[where[int(i)] for i in ids]] = vectors
-        return rows
+        """The vectors of ``vector_ids``, one row each, an id given twice included (zeros for an
+        id no longer live)."""
+        unique, position = np.unique(np.asarray(vector_ids), return_inverse=True)
+        rows = np.zeros((len(unique), self.dim), np.float32)
+        for ids, vectors in self._rows(unique):
+            rows[np.searchsorted(unique, ids)] = vectors
+        return rows[position]
 
     def _gpu(self) -> Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None:
         if self._gpu_search is None:
